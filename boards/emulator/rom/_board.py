@@ -1,0 +1,179 @@
+# The emulated board's core, inside the MicroPython VM: the virtual clock, requests to the host
+# (the rest of the board and the world), and delivery of input events to IRQ handlers.
+#
+# It plays the part that C code and hardware play on a real board, so it lives outside the
+# flash (/rom) and is loaded before boot.py. The modules a board has and the VM lacks
+# (machine, bluetooth, network, ntptime, cryptolib) and the ones whose behaviour must follow
+# the virtual clock (time, os.urandom, gc) are installed into sys.modules from here.
+import sys
+import gc
+import json
+import _emu
+
+# Virtual clock since boot: whole milliseconds, the microseconds within them, and ticks_us
+# modulo 2**30 kept apart so that none of them grows into a heap-allocated big int.
+ms = 0
+us = 0
+tus = 0
+MASK = 0x3FFFFFFF
+CALL_COST_US = 10  # what one board-layer call costs a real MCU, so busy-waits make progress
+
+cfg = None
+handlers = {}  # event kind -> function(event)
+_heap_base = 0
+_heap_next = 0
+HEAP_EVERY_MS = 60000
+wdt_deadline = -1  # ms since boot, -1 when no watchdog runs
+_dispatching = False
+
+
+def advance(d_us):
+    global ms, us, tus
+    if d_us <= 0:
+        return
+    tus = (tus + d_us) & MASK
+    us += d_us
+    if us >= 1000:
+        ms += us // 1000
+        us %= 1000
+
+
+def set_now(m, u):
+    # The host's clock moved on (idle at the REPL); never go backwards.
+    if m > ms or (m == ms and u > us):
+        advance((m - ms) * 1000 + (u - us))
+
+
+def cost():
+    advance(CALL_COST_US)
+
+
+def req(obj):
+    return json.loads(_emu.req(json.dumps(obj)))
+
+
+def _deliver(events):
+    global _dispatching
+    _dispatching = True
+    try:
+        for ev in events:
+            set_now(ev[1], ev[2])
+            h = handlers.get(ev[0])
+            if h is not None:
+                h(ev)
+    finally:
+        _dispatching = False
+
+
+def sleep_until(tm, tu, kind="sleep"):
+    # Hand the time to the host: it answers with the input events up to a point and the time
+    # reached, possibly in several steps; events run their handlers at their own timestamps.
+    global _heap_next
+    while ms < tm or (ms == tm and us < tu):
+        q = {"q": kind, "ms": tm, "us": tu, "now": [ms, us]}
+        if ms >= _heap_next and not _dispatching:
+            # Live heap at an idle point: collect first so only what is reachable counts.
+            gc.collect()
+            q["h"] = gc.mem_alloc() - _heap_base
+            _heap_next = ms + HEAP_EVERY_MS
+        if wdt_deadline >= 0:
+            q["w"] = wdt_deadline
+        r = req(q)
+        _deliver(r[2])
+        set_now(r[0], r[1])
+
+
+def sleep_us(n):
+    if n <= 0:
+        cost()
+        return
+    t = ms * 1000 + us + n
+    sleep_until(t // 1000, t % 1000)
+
+
+def tick(m, u):
+    # Idle at the REPL: deliver what happened meanwhile.
+    r = req({"q": "events", "ms": m, "us": u, "now": [ms, us]})
+    _deliver(r[2])
+    set_now(r[0], r[1])
+
+
+def run_file(name):
+    # pyexec_file: run boot.py / main.py as __main__, print a traceback like a board does.
+    try:
+        f = open(name)
+    except OSError:
+        return
+    try:
+        src = f.read()
+    finally:
+        f.close()
+    g = {"__name__": "__main__", "__file__": name}
+    try:
+        exec(compile(src, name, "exec"), g)
+    except SystemExit:
+        _emu.soft_reset()
+    except BaseException as e:  # noqa: B036 - a board prints every escaping exception
+        sys.print_exception(e)
+    finally:
+        g = None
+        src = None
+
+
+def at_repl():
+    req({"q": "repl", "now": [ms, us]})
+
+
+def setup(cfg_json):
+    global cfg, _heap_base, _heap_next, ms, us, tus
+    cfg = json.loads(cfg_json)
+    m, u = cfg["now"]
+    ms, us, tus = m, u, (m * 1000 + u) & MASK
+    # Load the board's modules while /rom is still reachable, then put the flash at the root
+    # of the file system, as on a board; the rest of the VM's file system (/dev, /tmp, /rom...)
+    # stays out of sight.
+    for name in ("time", "os", "gc", "micropython", "machine", "bluetooth", "network",
+                 "ntptime", "cryptolib", "random"):
+        mod = __import__("_v" + name)
+        sys.modules[name] = mod
+    import _vfs
+    import os
+
+    os.umount("/")
+    os.mount(_vfs.Flash("/flash", cfg["fs_size"], cfg["fs_block"]), "/")
+    os.chdir("/")
+    sys.path[:] = ["", ".frozen", "/lib"]
+    cfg["rng"] = bytes.fromhex(cfg["rng"])
+    sys.modules["time"].set_rtc(cfg["rtc_us"])
+
+
+def baseline():
+    # What the board layer itself holds; the firmware's budget is counted above it.
+    global _heap_base, _heap_next
+    gc.collect()
+    _heap_base = gc.mem_alloc()
+    _heap_next = ms
+    req({"q": "ready", "heap_base": _heap_base})
+
+
+# The board's random generator: SHA-256 in counter mode from a seed the host gives at boot
+# (drawn from the host's CSPRNG unless the run is seeded), so emulated runs are reproducible.
+_rng_ctr = 0
+_rng_buf = b""
+
+
+def rng_bytes(n):
+    global _rng_ctr, _rng_buf
+    import hashlib
+
+    out = bytearray()
+    while len(out) < n:
+        if not _rng_buf:
+            h = hashlib.sha256(cfg["rng"])
+            h.update(_rng_ctr.to_bytes(4, "big"))
+            _rng_buf = h.digest()
+            _rng_ctr += 1
+        k = min(n - len(out), len(_rng_buf))
+        out += _rng_buf[:k]
+        _rng_buf = _rng_buf[k:]
+    return out

@@ -1,0 +1,21 @@
+# gc with the board's numbers: what the firmware allocated on top of the board layer, against
+# the board's heap size (the VM's own heap is split, grows, and is much larger).
+import gc as _gc
+import _board as _b
+
+collect = _gc.collect
+enable = _gc.enable
+disable = _gc.disable
+isenabled = _gc.isenabled
+
+
+def threshold(*a):
+    return _gc.threshold(*a) if a else -1
+
+
+def mem_alloc():
+    return max(0, _gc.mem_alloc() - _b._heap_base)
+
+
+def mem_free():
+    return max(0, _b.cfg["heap_total"] - mem_alloc())

@@ -1,0 +1,277 @@
+# machine, as MicroPython documents it, for the board named in the boot configuration.
+# Inputs (pin edges, I2C devices) come from the host's world; time from the virtual clock.
+import _board as _b
+import _vtime
+
+_port = _b.cfg["port"]
+_ESP32 = _port == "esp32"
+
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+# Errors an I2C NACK raises: ENODEV on esp32, EIO on rp2.
+_I2C_NACK = 19 if _ESP32 else 5
+
+if _ESP32:
+    _VALID = set(range(0, 6)) | set(range(12, 20)) | {21, 22, 23, 25, 26, 27} | set(range(32, 40))
+    _INPUT_ONLY = set(range(34, 40))
+else:
+    _VALID = set(range(0, 23)) | {26, 27, 28, "LED", "WL_GPIO0"}
+    _INPUT_ONLY = set()
+
+_levels = {}  # pin id -> level, kept current by the world's events
+_irqs = {}  # pin id -> Pin with an armed handler
+
+
+def _norm(pid):
+    if isinstance(pid, Pin):
+        return pid._id
+    if isinstance(pid, str) and pid.startswith("GP") and not _ESP32:
+        pid = int(pid[2:])
+    if pid not in _VALID:
+        raise ValueError("invalid pin")
+    return pid
+
+
+def _pin_event(ev):
+    pid, level = ev[3], ev[4]
+    old = _levels.get(pid, 1)
+    _levels[pid] = level
+    p = _irqs.get(pid)
+    if p is None or old == level:
+        return
+    edge = Pin.IRQ_RISING if level else Pin.IRQ_FALLING
+    if p._trigger & edge and p._handler is not None:
+        p._handler(p)
+
+
+_b.handlers["p"] = _pin_event
+
+
+class Pin:
+    if _ESP32:
+        IN = 1
+        OUT = 3
+        OPEN_DRAIN = 7
+        PULL_UP = 2
+        PULL_DOWN = 1
+        IRQ_RISING = 1
+        IRQ_FALLING = 2
+        WAKE_LOW = 4
+        WAKE_HIGH = 5
+    else:
+        IN = 0
+        OUT = 1
+        OPEN_DRAIN = 2
+        ALT = 3
+        PULL_UP = 1
+        PULL_DOWN = 2
+        IRQ_FALLING = 4
+        IRQ_RISING = 8
+
+    def __init__(self, id, mode=-1, pull=-1, *, value=None):
+        self._id = _norm(id)
+        self._mode = Pin.IN
+        self._handler = None
+        self._trigger = 0
+        self._out = 0
+        self.init(mode, pull, value=value)
+
+    def init(self, mode=-1, pull=-1, *, value=None):
+        if mode != -1:
+            if mode in (Pin.OUT, Pin.OPEN_DRAIN) and self._id in _INPUT_ONLY:
+                raise ValueError("pin can only be input")
+            self._mode = mode
+        if value is not None:
+            self._out = 1 if value else 0
+        if self._mode == Pin.IN and self._id not in _levels:
+            _levels[self._id] = _b.req({"q": "pin", "pin": self._id})
+
+    def value(self, x=None):
+        _b.cost()
+        if x is None:
+            if self._mode == Pin.IN:
+                return _levels.get(self._id, 0)
+            return self._out
+        self._out = 1 if x else 0
+        return None
+
+    def __call__(self, x=None):
+        return self.value(x)
+
+    def on(self):
+        self._out = 1
+
+    def off(self):
+        self._out = 0
+
+    def toggle(self):
+        self._out ^= 1
+
+    def irq(self, handler=None, trigger=None, *, hard=False, wake=None):
+        if trigger is None:
+            trigger = Pin.IRQ_FALLING | Pin.IRQ_RISING
+        self._handler = handler
+        self._trigger = trigger
+        if handler is None:
+            _irqs.pop(self._id, None)
+        else:
+            _irqs[self._id] = self
+        return self
+
+    def __repr__(self):
+        return "Pin(%s)" % (self._id,)
+
+
+class I2C:
+    def __init__(self, id=0, *, scl=None, sda=None, freq=400000, timeout=50000):
+        self._bus = id
+        self._freq = freq
+
+    def init(self, *, scl=None, sda=None, freq=400000):
+        self._freq = freq
+
+    def _xfer(self, addr, w, n):
+        r = _b.req({"q": "i2c", "b": self._bus, "a": addr, "w": bytes(w).hex(), "r": n,
+                    "f": self._freq})
+        _b.advance(r[2])
+        if not r[0]:
+            raise OSError(_I2C_NACK)
+        return bytes.fromhex(r[1])
+
+    def scan(self):
+        return _b.req({"q": "i2cscan", "b": self._bus})
+
+    def writeto(self, addr, buf, stop=True):
+        self._xfer(addr, buf, 0)
+        return len(buf)
+
+    def writevto(self, addr, vector, stop=True):
+        data = b"".join(bytes(v) for v in vector)
+        self._xfer(addr, data, 0)
+        return len(data)
+
+    def readfrom(self, addr, nbytes, stop=True):
+        return self._xfer(addr, b"", nbytes)
+
+    def readfrom_into(self, addr, buf, stop=True):
+        buf[:] = self._xfer(addr, b"", len(buf))
+
+    def _mem(self, memaddr, addrsize):
+        return memaddr.to_bytes(addrsize // 8, "big")
+
+    def readfrom_mem(self, addr, memaddr, nbytes, *, addrsize=8):
+        return self._xfer(addr, self._mem(memaddr, addrsize), nbytes)
+
+    def readfrom_mem_into(self, addr, memaddr, buf, *, addrsize=8):
+        buf[:] = self._xfer(addr, self._mem(memaddr, addrsize), len(buf))
+
+    def writeto_mem(self, addr, memaddr, buf, *, addrsize=8):
+        self._xfer(addr, self._mem(memaddr, addrsize) + bytes(buf), 0)
+
+
+class SoftI2C(I2C):
+    def __init__(self, scl, sda, *, freq=400000, timeout=50000):
+        # A bit-banged bus on the I2C pins reaches the same devices.
+        super().__init__(0, freq=freq)
+
+
+class ADC:
+    ATTN_0DB = 0
+    ATTN_11DB = 3
+
+    def __init__(self, pin, *, atten=None):
+        self._pin = pin._id if isinstance(pin, Pin) else pin
+
+    def read_u16(self):
+        return _b.req({"q": "adc", "pin": self._pin})
+
+    def read_uv(self):
+        return self.read_u16() * 3300000 // 65535
+
+
+class RTC:
+    def __init__(self, id=0):
+        pass
+
+    def datetime(self, dt=None):
+        if dt is None:
+            t = _vtime._rtc_us()
+            tm = _vtime.gmtime(t // 1000000)
+            return (tm[0], tm[1], tm[2], tm[6], tm[3], tm[4], tm[5], t % 1000000)
+        secs = _vtime.mktime((dt[0], dt[1], dt[2], dt[4], dt[5], dt[6], 0, 0))
+        _set_rtc(secs * 1000000 + (dt[7] if len(dt) > 7 else 0))
+
+    def init(self, dt):
+        self.datetime(dt)
+
+
+def _set_rtc(epoch_us):
+    _vtime.set_rtc(epoch_us)
+    # The RTC keeps running across resets (not across a power cut): the host remembers it.
+    _b.req({"q": "rtc", "us": epoch_us, "now": [_b.ms, _b.us]})
+
+
+class WDT:
+    def __init__(self, id=0, timeout=5000):
+        if not _ESP32 and timeout > 8388:
+            raise ValueError("timeout too large")
+        if timeout < 1:
+            raise ValueError("timeout too small")
+        self._timeout = timeout
+        self.feed()
+
+    def feed(self):
+        _b.wdt_deadline = _b.ms + self._timeout
+
+
+def unique_id():
+    return bytes.fromhex(_b.cfg["uid"])
+
+
+def freq(hz=None):
+    if hz is None:
+        return _b.cfg["cpu_hz"]
+
+
+def reset_cause():
+    return _b.cfg["cause"]
+
+
+def reset():
+    _b.req({"q": "reset", "now": [_b.ms, _b.us]})
+
+
+def soft_reset():
+    raise SystemExit
+
+
+def bootloader(value=None):
+    _b.req({"q": "bootloader", "now": [_b.ms, _b.us]})
+
+
+def idle():
+    _b.sleep_us(1000)
+
+
+def lightsleep(time_ms=None):
+    t = _b.ms * 1000 + _b.us + (time_ms if time_ms is not None else 3600000) * 1000
+    _b.sleep_until(t // 1000, t % 1000, "lightsleep")
+
+
+def deepsleep(time_ms=None):
+    _b.req({"q": "deepsleep", "ms": time_ms, "now": [_b.ms, _b.us]})
+
+
+def disable_irq():
+    return 0
+
+
+def enable_irq(state=0):
+    pass
+
+
+def time_pulse_us(pin, pulse_level, timeout_us=1000000):
+    return -2

@@ -1,0 +1,23 @@
+# os as on the board: the VM's os, with urandom from the board's generator (seedable in
+# emulation, so a run is reproducible) and uname naming the board.
+import os as _os
+import _board as _b
+
+for _k in dir(_os):
+    if not _k.startswith("__"):
+        globals()[_k] = getattr(_os, _k)
+del _k
+
+_uname = None
+
+
+def urandom(n):
+    return bytes(_b.rng_bytes(n))
+
+
+def uname():
+    global _uname
+    if _uname is None:
+        c = _b.cfg
+        _uname = (c["port"], c["port"], c["release"], c["version"], c["machine"])
+    return _uname

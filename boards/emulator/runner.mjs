@@ -1,0 +1,433 @@
+// The chip side of an emulated board: the official MicroPython WebAssembly VM under Node.
+//
+// The Python host (atsource.emulator.engine) is the rest of the board and the world around it.
+// It drives this process with JSON lines on stdin and reads JSON lines on stdout:
+//
+//   host -> node  {"c":"boot", ...}     cold or soft boot: load flash, run boot.py (+ main.py)
+//                 {"c":"chars","d":s}   bytes typed on the serial port (latin-1 string)
+//                 {"c":"tick", ...}     deliver pending world events while idle at the REPL
+//                 {"c":"exit"}          flush the file system to the host directory and exit
+//   node -> host  {"o":s}               console output (latin-1 string)
+//                 {"q":op, ...}         a synchronous request from the board layer; the host
+//                                       answers with one line, which is handed to Python as is
+//                 {"idle":1}            the VM is at the REPL waiting for input
+//                 {"fatal":msg}         the VM itself failed (not a Python exception)
+//
+// Everything here is synchronous: Python calls into JS, JS blocks on the host's answer. That
+// keeps a simulated day deterministic and makes the host the only owner of time.
+//
+// Files: the VM's file system is Emscripten's in-memory one. The flash lives in a host directory
+// (--flash); it is copied in at boot and a file is written back when it is closed or flushed, as
+// LittleFS makes data durable, so killing this process behaves like a power cut.
+
+import fs from "node:fs";
+import path from "node:path";
+import crypto from "node:crypto";
+
+const args = Object.fromEntries(
+  process.argv.slice(2).map((a) => {
+    const i = a.indexOf("=");
+    return [a.slice(2, i), a.slice(i + 1)];
+  }),
+);
+const FLASH_DIR = args.flash;
+const ROM_DIR = args.rom;
+const FS_SIZE = parseInt(args.fs_size || "2097152", 10);
+const FS_BLOCK = parseInt(args.fs_block || "4096", 10);
+const MACHINE = args.machine || "MicroPython board";
+const HEAPSIZE = parseInt(args.heapsize || "1048576", 10);
+const MP_ROOT = "/flash";
+
+// ---- protocol ---------------------------------------------------------------------------------
+const inBuf = Buffer.alloc(1 << 16);
+let pending = "";
+function readLine() {
+  for (;;) {
+    const nl = pending.indexOf("\n");
+    if (nl >= 0) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      return line;
+    }
+    let n;
+    try {
+      n = fs.readSync(0, inBuf, 0, inBuf.length, null);
+    } catch (e) {
+      if (e.code === "EAGAIN") {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+        continue;
+      }
+      if (e.code === "EOF") process.exit(0);
+      throw e;
+    }
+    if (n === 0) process.exit(0); // host went away: power off
+    pending += inBuf.toString("latin1", 0, n);
+  }
+}
+function writeAll(s) {
+  const b = Buffer.from(s, "utf8");
+  let off = 0;
+  while (off < b.length) {
+    try {
+      off += fs.writeSync(1, b, off, b.length - off);
+    } catch (e) {
+      if (e.code !== "EAGAIN") throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+    }
+  }
+}
+function send(obj) {
+  writeAll(JSON.stringify(obj) + "\n");
+}
+
+// Console output is batched and sent before every request and when the VM goes idle, so the
+// host can stamp each line with the simulated time it was printed at.
+let outChunks = [];
+let outLen = 0;
+let suppressOutput = false;
+function onStdout(bytes) {
+  if (suppressOutput) return;
+  outChunks.push(Buffer.from(bytes));
+  outLen += bytes.length;
+  if (outLen > 8192) flushOut();
+}
+function flushOut() {
+  if (outLen === 0) return;
+  let s = Buffer.concat(outChunks).toString("latin1");
+  outChunks = [];
+  outLen = 0;
+  // The VM's banner names the WebAssembly port; a board names itself.
+  s = s.split("; JS with Emscripten").join("; " + MACHINE);
+  send({ o: s });
+}
+
+// ---- errno and flash durability -----------------------------------------------------------------
+// Emscripten's errno numbers (WASI) differ from MicroPython's (which equal Linux's, as LittleFS
+// raises them). Syscalls return -errno and WASI fd_* calls return errno: translate both, so
+// `e.errno == errno.ENOENT` holds in firmware and mpremote reads the numbers it expects.
+const WASI_TO_MP = {
+  63: 1, 44: 2, 71: 3, 27: 4, 29: 5, 60: 6, 1: 7, 45: 8, 8: 9, 12: 10, 6: 11, 48: 12, 2: 13,
+  21: 14, 10: 16, 20: 17, 75: 18, 43: 19, 54: 20, 31: 21, 28: 22, 41: 23, 33: 24, 59: 25,
+  74: 26, 22: 27, 51: 28, 70: 29, 69: 30, 34: 31, 64: 32, 18: 33, 68: 34, 55: 39, 37: 36,
+  32: 40, 52: 38, 138: 95,
+};
+const mapErr = (e) => WASI_TO_MP[e] ?? e;
+const E_NOSPC = 51; // WASI numbering: thrown inside the FS, translated on the way out
+
+let Module = null; // the current VM instance's Emscripten module
+let flashUsed = 0; // bytes of flash in use, in whole blocks, as LittleFS would count them
+
+function hostPath(p) {
+  // An Emscripten path under /flash -> the host flash directory; other paths are not flash.
+  if (p !== MP_ROOT && !p.startsWith(MP_ROOT + "/")) return null;
+  return path.join(FLASH_DIR, p.slice(MP_ROOT.length));
+}
+function persistFile(p) {
+  const hp = hostPath(p);
+  if (!hp) return;
+  const data = Module.FS.readFile(p);
+  fs.mkdirSync(path.dirname(hp), { recursive: true });
+  const tmp = hp + ".~atsource";
+  fs.writeFileSync(tmp, data);
+  fs.renameSync(tmp, hp); // atomic on the host: a crash never leaves half a file
+}
+function walkUsage(dir) {
+  let used = FS_BLOCK; // every directory costs a block (LittleFS metadata pair, simplified)
+  for (const name of Module.FS.readdir(dir)) {
+    if (name === "." || name === "..") continue;
+    const p = dir + "/" + name;
+    const st = Module.FS.stat(p);
+    if (Module.FS.isDir(st.mode)) used += walkUsage(p);
+    else used += Math.max(1, Math.ceil(st.size / FS_BLOCK)) * FS_BLOCK;
+  }
+  return used;
+}
+function refreshUsage() {
+  flashUsed = walkUsage(MP_ROOT);
+}
+
+function wrapImports(imports) {
+  const done = new Set(); // env and wasi_snapshot_preview1 may be the same object
+  for (const ns of Object.keys(imports)) {
+    const o = imports[ns];
+    if (done.has(o)) continue;
+    done.add(o);
+    for (const k of Object.keys(o)) {
+      const f = o[k];
+      if (typeof f !== "function") continue;
+      if (k.startsWith("__syscall_")) {
+        const after = SYSCALL_HOOKS[k];
+        o[k] = function (...a) {
+          const pathArg = after ? syscallPath(k, a) : null;
+          const r = f.apply(this, a);
+          if (r < 0) return -mapErr(-r);
+          if (after && pathArg) after(pathArg, a);
+          return r;
+        };
+      } else if (k.startsWith("fd_")) {
+        o[k] = function (...a) {
+          if (k === "fd_write") {
+            const err = checkSpace(a[0], a[1], a[2]);
+            if (err) return mapErr(err);
+          }
+          const stream = k === "fd_close" || k === "fd_sync" ? streamOf(a[0]) : null;
+          const r = f.apply(this, a);
+          if (r === 0 && stream && stream.path && (stream.flags & 3) !== 0) {
+            persistFile(stream.path);
+            refreshUsage();
+          }
+          return r > 0 ? mapErr(r) : r;
+        };
+      }
+    }
+  }
+  return imports;
+}
+function streamOf(fd) {
+  try {
+    return Module.FS.getStream(fd);
+  } catch {
+    return null;
+  }
+}
+function checkSpace(fd, iov, iovcnt) {
+  const stream = streamOf(fd);
+  if (!stream || !stream.path || !hostPath(stream.path)) return 0;
+  let n = 0;
+  for (let i = 0; i < iovcnt; i++) n += Module.HEAPU32[(iov + 8 * i + 4) >> 2];
+  const size = stream.node.usedBytes ?? 0;
+  const end = Math.max(size, stream.position + n);
+  const grow = Math.ceil(end / FS_BLOCK) - Math.max(1, Math.ceil(size / FS_BLOCK));
+  if (grow > 0 && flashUsed + grow * FS_BLOCK > FS_SIZE) return E_NOSPC;
+  if (grow > 0) flashUsed += grow * FS_BLOCK;
+  return 0;
+}
+// Metadata changes (unlink, rename, mkdir, rmdir) are atomic and durable on LittleFS.
+function syscallPath(k, a) {
+  const FS = Module.FS;
+  const get = (dirfd, p) => {
+    const s = Module.UTF8ToString(p);
+    return s.startsWith("/") ? s : path.posix.join(FS.cwd(), s);
+  };
+  if (k === "__syscall_renameat") return [get(a[0], a[1]), get(a[2], a[3])];
+  if (k === "__syscall_rmdir") return [get(-100, a[0])];
+  return [get(a[0], a[1])];
+}
+const SYSCALL_HOOKS = {
+  __syscall_unlinkat: ([p]) => {
+    const hp = hostPath(p);
+    if (hp) fs.rmSync(hp, { recursive: true, force: true });
+    refreshUsage();
+  },
+  __syscall_rmdir: ([p]) => {
+    const hp = hostPath(p);
+    if (hp) fs.rmSync(hp, { recursive: true, force: true });
+    refreshUsage();
+  },
+  __syscall_mkdirat: ([p]) => {
+    const hp = hostPath(p);
+    if (hp) fs.mkdirSync(hp, { recursive: true });
+    refreshUsage();
+  },
+  __syscall_renameat: ([from, to]) => {
+    const hf = hostPath(from);
+    const ht = hostPath(to);
+    if (hf && ht && fs.existsSync(hf)) {
+      fs.rmSync(ht, { recursive: true, force: true });
+      fs.renameSync(hf, ht);
+    } else if (ht) {
+      // Renamed from a file that was never made durable: persist what the VM holds now.
+      const st = Module.FS.stat(to);
+      if (!Module.FS.isDir(st.mode)) persistFile(to);
+    }
+    refreshUsage();
+  },
+};
+
+const origInstantiate = WebAssembly.instantiate;
+WebAssembly.instantiate = function (bin, imports) {
+  return origInstantiate.call(this, bin, wrapImports(imports));
+};
+const { loadMicroPython } = await import("@micropython/micropython-webassembly-pyscript");
+
+// ---- flash image in and out ---------------------------------------------------------------------
+function copyIn(hostDir, vmDir) {
+  const FS = Module.FS;
+  for (const ent of fs.readdirSync(hostDir, { withFileTypes: true })) {
+    if (ent.name.endsWith(".~atsource")) continue; // an interrupted host write: never durable
+    const hp = path.join(hostDir, ent.name);
+    const vp = vmDir + "/" + ent.name;
+    if (ent.isDirectory()) {
+      FS.mkdir(vp);
+      copyIn(hp, vp);
+    } else if (ent.isFile()) {
+      FS.writeFile(vp, fs.readFileSync(hp));
+    }
+  }
+}
+function copyOut(vmDir, hostDir) {
+  // Soft reset and clean exit: every file is closed, so the whole image becomes durable.
+  const FS = Module.FS;
+  const seen = new Set();
+  fs.mkdirSync(hostDir, { recursive: true });
+  for (const name of FS.readdir(vmDir)) {
+    if (name === "." || name === "..") continue;
+    seen.add(name);
+    const vp = vmDir + "/" + name;
+    const hp = path.join(hostDir, name);
+    if (FS.isDir(FS.stat(vp).mode)) copyOut(vp, hp);
+    else persistFile(vp);
+  }
+  for (const name of fs.readdirSync(hostDir)) {
+    if (!seen.has(name)) fs.rmSync(path.join(hostDir, name), { recursive: true, force: true });
+  }
+}
+
+// ---- the VM instance ----------------------------------------------------------------------------
+let mp = null;
+let replMode = "friendly";
+
+const emu = {
+  // One synchronous request to the host; the answer line goes back to Python unparsed.
+  req(line) {
+    flushOut();
+    writeAll(line + "\n");
+    const answer = readLine();
+    if (answer.charCodeAt(0) === 33) {
+      // "!" prefix: an interrupt (Ctrl-C on the serial port) is pending.
+      Module._mp_sched_keyboard_interrupt();
+      return answer.slice(1);
+    }
+    if (answer === "X") {
+      // The host ends the run here (duration reached or power off): make flash durable as a
+      // clean shutdown would, then stop without returning to Python.
+      finish(true);
+    }
+    return answer;
+  },
+  aes_ecb(key, data, encrypt) {
+    const algo = key.length === 32 ? "aes-256-ecb" : "aes-128-ecb";
+    const c = encrypt
+      ? crypto.createCipheriv(algo, Buffer.from(key), null)
+      : crypto.createDecipheriv(algo, Buffer.from(key), null);
+    c.setAutoPadding(false);
+    return new Uint8Array(Buffer.concat([c.update(Buffer.from(data)), c.final()]));
+  },
+  aes_cbc(key, iv, data, encrypt) {
+    const algo = key.length === 32 ? "aes-256-cbc" : "aes-128-cbc";
+    const k = Buffer.from(key);
+    const v = Buffer.from(iv);
+    const c = encrypt ? crypto.createCipheriv(algo, k, v) : crypto.createDecipheriv(algo, k, v);
+    c.setAutoPadding(false);
+    return new Uint8Array(Buffer.concat([c.update(Buffer.from(data)), c.final()]));
+  },
+  sha256(data) {
+    return new Uint8Array(crypto.createHash("sha256").update(Buffer.from(data)).digest());
+  },
+  flash_usage() {
+    refreshUsage();
+    return flashUsed;
+  },
+};
+
+function finish(flush) {
+  if (flush && Module) copyOut(MP_ROOT, FLASH_DIR);
+  flushOut();
+  process.exit(0);
+}
+
+function runPy(code) {
+  try {
+    mp.runPython(code);
+    return null;
+  } catch (e) {
+    if (e && e.name === "PythonError") return e.message;
+    throw e;
+  }
+}
+
+async function boot(cmd) {
+  mp = await loadMicroPython({
+    heapsize: HEAPSIZE,
+    pystack: 4096,
+    linebuffer: false,
+    stdout: onStdout,
+    stderr: onStdout,
+  });
+  Module = mp._module;
+  const FS = Module.FS;
+  FS.mkdir(MP_ROOT);
+  copyIn(FLASH_DIR, MP_ROOT);
+  refreshUsage();
+  FS.mkdir("/rom");
+  copyIn(ROM_DIR, "/rom");
+  FS.chdir(MP_ROOT);
+  mp.registerJsModule("_emu", emu);
+  const cfg = JSON.stringify(cmd.cfg).replace(/\\/g, "\\\\").replace(/'/g, "\\'");
+  const err = runPy(
+    "import sys\nsys.path.insert(0, '/rom')\nimport _board\n" +
+      `_board.setup('${cfg}')\n`,
+  );
+  if (err) {
+    send({ fatal: "board layer failed to start: " + err });
+    process.exit(3);
+  }
+  runPy("_board.baseline()");
+  replMode = cmd.mode === "raw" ? "raw" : "friendly";
+  // boot.py always runs; main.py only when the REPL comes up in friendly mode, as on a board.
+  runPy("_board.run_file('boot.py')");
+  if (replMode === "friendly") runPy("_board.run_file('main.py')");
+  runPy("_board.at_repl()");
+  suppressOutput = replMode === "raw";
+  mp.replInit();
+  suppressOutput = false;
+  if (replMode === "raw") processChars("\x01");
+}
+
+function processChars(s) {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 1) replMode = "raw";
+    else if (c === 2) replMode = "friendly";
+    const r = mp.replProcessChar(c);
+    if (r !== 0) reboot("soft", s.slice(i + 1)); // Ctrl-D at an empty prompt
+  }
+}
+
+// Every reset restarts this process: the host respawns it and boots again. A soft reset closes
+// every file first (as MicroPython's finalisers do), so the whole image becomes durable; a hard
+// reset, a watchdog or a power cut does not get here at all.
+function reboot(kind, rest) {
+  if (kind === "soft") copyOut(MP_ROOT, FLASH_DIR);
+  flushOut();
+  send({ reboot: kind, mode: replMode, rest: rest || "" });
+  process.exit(0);
+}
+emu.soft_reset = () => reboot("soft", "");
+
+async function main() {
+  for (;;) {
+    const line = readLine();
+    const cmd = JSON.parse(line);
+    try {
+      if (cmd.c === "boot") {
+        await boot(cmd);
+      } else if (cmd.c === "chars") {
+        if (cmd.now) runPy(`_board.set_now(${cmd.now[0]},${cmd.now[1]})`);
+        processChars(cmd.d);
+      } else if (cmd.c === "tick") {
+        runPy(`_board.tick(${cmd.now[0]},${cmd.now[1]})`);
+      } else if (cmd.c === "exit") {
+        finish(true);
+      }
+    } catch (e) {
+      flushOut();
+      send({ fatal: String(e && e.stack ? e.stack.split("\n")[0] : e) });
+      process.exit(3);
+    }
+    flushOut();
+    send({ idle: 1 });
+  }
+}
+
+await main();

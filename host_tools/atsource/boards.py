@@ -1,0 +1,63 @@
+"""Board definitions: the JSON files in boards/, read by real-board tools and the emulator."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import paths
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    port: str  # MicroPython port: "esp32" or "rp2"
+    chip: str
+    machine: str
+    pins: dict[str, Any]
+    radios: tuple[str, ...]
+    ram_budget: int  # bytes of heap our firmware may use (hard limit)
+    ram_goal: int
+    heap_total: int  # heap a real board offers MicroPython after boot
+    flash_size: int
+    fs_size: int
+    fs_block_size: int
+    firmware_offset: int
+    firmware_format: str
+    usb_ids: tuple[dict[str, Any], ...]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+def board_names() -> list[str]:
+    return sorted(p.stem for p in paths.BOARDS.glob("*.json"))
+
+
+def load_board(name: str) -> Board:
+    path = paths.BOARDS / f"{name}.json"
+    if not path.is_file():
+        known = ", ".join(board_names())
+        raise UserError(f"unknown board '{name}' (known boards: {known})")
+    try:
+        raw = json.loads(path.read_text())
+        return Board(
+            name=raw["name"],
+            port=raw["port"],
+            chip=raw["chip"],
+            machine=raw["machine"],
+            pins=raw["pins"],
+            radios=tuple(raw["radios"]),
+            ram_budget=int(raw["ram_budget"]),
+            ram_goal=int(raw["ram_goal"]),
+            heap_total=int(raw["heap_total"]),
+            flash_size=int(raw["flash_size"]),
+            fs_size=int(raw["fs_size"]),
+            fs_block_size=int(raw["fs_block_size"]),
+            firmware_offset=int(raw["firmware_offset"]),
+            firmware_format=raw["firmware_format"],
+            usb_ids=tuple(raw["usb_ids"]),
+            raw=raw,
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{path.name}: malformed board definition ({e})") from None

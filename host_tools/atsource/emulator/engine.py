@@ -1,0 +1,686 @@
+"""An emulated board: the MicroPython VM (in Node) plus the board around it, on a virtual clock.
+
+The VM asks for time (sleeps) and I/O; this side answers from the world model, delivers input
+events at their timestamps, resets the chip when the firmware, the watchdog or a power cut
+says so, and keeps the console. It never lets the VM read the wall clock: a simulated day
+runs as fast as the firmware allows and is the same for a given seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import selectors
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..boards import Board, load_board
+from ..errors import DeviceError, UserError
+from .node import NodeVM, VMExited
+from .world_api import World
+
+RTC_POWER_ON_US = 946_684_800 * 1_000_000  # 2000-01-01: where a board's RTC starts unpowered
+CHUNK_US = 60_000_000  # at most this much simulated time per answer, to bound event batches
+IDLE_TICK_S = 1.0  # while idle at the REPL, deliver world events this often (wall seconds)
+RELEASE = "1.29.0"
+VERSION = "v1.29.0 on 2026-08-25"
+
+# reset_cause() values per port for each way a board restarts.
+CAUSES = {
+    "esp32": {"power": 1, "hard": 2, "wdt": 3, "deepsleep": 4, "soft": 5, "reset": 5},
+    "rp2": {"power": 1, "hard": 1, "wdt": 3, "deepsleep": 1, "soft": 1, "reset": 3},
+}
+ESP32_ROM = {1: "POWERON_RESET", 3: "RTCWDT_SYS_RESET", 5: "DEEPSLEEP_RESET", 12: "SW_CPU_RESET"}
+
+
+class EmulatorError(DeviceError):
+    """The emulated board failed in a way the firmware caused (heap budget, stall, crash)."""
+
+
+@dataclass
+class Reset:
+    t_us: int
+    kind: str  # power, hard, wdt, deepsleep, soft, reset
+
+
+@dataclass
+class RunStats:
+    resets: list[Reset] = field(default_factory=list)
+    heap_peak: int = 0  # bytes of live heap the firmware held, sampled at idle points
+    heap_peak_t_us: int = 0
+    requests: int = 0
+    events: int = 0
+    wall_s: float = 0.0
+    sim_us: int = 0
+
+
+def fmt_time(t_us: int) -> str:
+    return datetime.fromtimestamp(t_us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class EmulatedBoard:
+    """One emulated board. Use ``run`` for a scenario, or ``serve`` behind a serial port."""
+
+    def __init__(
+        self,
+        board: Board | str,
+        flash_dir: Path,
+        *,
+        world: World | None = None,
+        start_us: int | None = None,
+        seed: int | None = None,
+        speed: float | None = None,
+        on_line: Callable[[int, str], None] | None = None,
+        stall_timeout: float = 10.0,
+        instance: str | None = None,
+        enforce_heap: bool = True,
+    ) -> None:
+        self.board = load_board(board) if isinstance(board, str) else board
+        self.flash_dir = Path(flash_dir)
+        self.flash_dir.mkdir(parents=True, exist_ok=True)
+        if world is None:
+            from .bench import BenchWorld
+
+            world = BenchWorld(self.board, start_us)
+        self.world = world
+        self.now_us = start_us if start_us is not None else world.start_us
+        self.seed = seed
+        self.speed = speed
+        self.on_line = on_line
+        self.stall_timeout = stall_timeout
+        self.enforce_heap = enforce_heap
+        self.instance = instance or self.flash_dir.resolve().name
+        self.stats = RunStats()
+        self.console = bytearray()  # every byte the board printed, for audits
+        self.lines: list[tuple[int, str]] = []
+        self.serial: Any = None  # a SerialBridge while serving a port
+        self._vm: NodeVM | None = None
+        self._state = "off"  # off, running, idle
+        self._boot_us = 0
+        self._boots = 0
+        self._rtc_delta_us = RTC_POWER_ON_US - self.now_us  # RTC minus true time
+        self._rtc_powered = False
+        self._mode = "friendly"
+        self._pending_input = bytearray()
+        self._interrupt = False
+        self._scan_end_us: int | None = None
+        self._net_up = True
+        self._line_buf = b""
+        self._last_cr = False
+        self._off_until: int | None = None
+        self._wake_cause = "power"
+        self._idle_since_wall = 0.0
+        self._idle_since_sim = 0
+        self._last_msg_wall = 0.0
+        self._end_us: int | None = None
+        self._wall0 = 0.0
+        self._sim0 = 0
+        self._wdt_deadline_us: int | None = None
+        self._last_idle_tick = 0.0
+        self._stall_warned = False
+        self._stopping = False
+
+    # ---- identity ---------------------------------------------------------------------------
+    def _digest(self, label: str) -> bytes:
+        return hashlib.sha256(f"{self.board.name}/{self.instance}/{label}".encode()).digest()
+
+    def unique_id(self) -> bytes:
+        d = self._digest("uid")
+        return bytes([0x24, 0x0A, 0xC4]) + d[:3] if self.board.port == "esp32" else d[:8]
+
+    def _cfg(self, cause: str) -> dict[str, Any]:
+        uid = self.unique_id()
+        if self.board.port == "esp32":
+            wifi_mac, ble_mac = uid, uid[:5] + bytes([(uid[5] + 2) & 0xFF])
+            hostname = "ESP32_" + uid[3:].hex().upper()
+        else:
+            wifi_mac = bytes([0x28, 0xCD, 0xC1]) + self._digest("mac")[:3]
+            ble_mac = wifi_mac[:5] + bytes([(wifi_mac[5] + 1) & 0xFF])
+            hostname = "PicoW"
+        if self.seed is None:
+            rng = os.urandom(32)
+        else:
+            rng = hashlib.sha256(f"{self.seed}/{self.instance}/{self._boots}".encode()).digest()
+        return {
+            "port": self.board.port,
+            "board": self.board.name,
+            "machine": self.board.machine,
+            "fs_size": self.board.fs_size,
+            "fs_block": self.board.fs_block_size,
+            "heap_total": self.board.heap_total,
+            "now": [0, 0],
+            "uid": uid.hex(),
+            "wifi_mac": wifi_mac.hex(),
+            "ble_mac": ble_mac.hex(),
+            "hostname": hostname,
+            "cpu_hz": 160_000_000 if self.board.port == "esp32" else 125_000_000,
+            "cause": CAUSES[self.board.port][cause],
+            "rng": rng.hex(),
+            "rtc_us": self.now_us + self._rtc_delta_us,
+            "release": RELEASE,
+            "version": VERSION,
+        }
+
+    # ---- power and resets -------------------------------------------------------------------
+    def _boot(self, cause: str, mode: str = "friendly") -> None:
+        if cause == "power" and not self._rtc_powered:
+            self._rtc_delta_us = RTC_POWER_ON_US - self.now_us
+            self._rtc_powered = True
+        self._boots += 1
+        self._boot_us = self.now_us
+        self._scan_end_us = None
+        self._wdt_deadline_us = None
+        self._interrupt = False
+        self.stats.resets.append(Reset(self.now_us, cause))
+        if self.board.port == "esp32" and cause != "soft":
+            code = {"power": 1, "wdt": 3, "deepsleep": 5}.get(cause, 12)
+            rom = f"rst:0x{code:x} ({ESP32_ROM[code]}),boot:0x13 (SPI_FAST_FLASH_BOOT)\n"
+            self._output(rom.encode())
+        self._vm = NodeVM(self.board, self.flash_dir)
+        self._vm.send({"c": "boot", "mode": mode, "cfg": self._cfg(cause)})
+        self._mode = mode
+        self._state = "running"
+        self._last_msg_wall = time.monotonic()
+
+    def _kill(self) -> None:
+        if self._vm is not None:
+            self._vm.kill()
+            self._vm = None
+        self._state = "off"
+
+    def power_cut(self, off_us: int = 0) -> None:
+        """Cut power now: unflushed file data and RAM are lost; power returns after off_us."""
+        self._kill()
+        self._rtc_powered = False
+        self._off_until = self.now_us + off_us
+
+    def _restart(self, cause: str, mode: str = "friendly") -> None:
+        self._kill()
+        self._boot(cause, mode)
+
+    # ---- console ----------------------------------------------------------------------------
+    def _output(self, data: bytes) -> None:
+        self.console += data
+        if self.serial is not None:
+            self.serial.write(self._to_serial(data))
+        buf = self._line_buf + data
+        *done, self._line_buf = buf.split(b"\n")
+        for raw in done:
+            line = raw.decode("utf-8", "replace").rstrip("\r")
+            self.lines.append((self.now_us, line))
+            if self.on_line is not None:
+                self.on_line(self.now_us, line)
+
+    def _to_serial(self, data: bytes) -> bytes:
+        # A board's console ends lines with CR LF; the VM prints a bare LF from print().
+        out = bytearray()
+        for b in data:
+            if b == 10 and not self._last_cr:
+                out += b"\r"
+            out.append(b)
+            self._last_cr = b == 13
+        return bytes(out)
+
+    # ---- serial input -----------------------------------------------------------------------
+    def feed_input(self, data: bytes) -> None:
+        """Bytes typed on the board's serial port."""
+        for b in data:
+            if b == 3 and self._state == "running":
+                # Ctrl-C raises KeyboardInterrupt in running code; it is not queued as input.
+                self._interrupt = True
+            else:
+                self._pending_input.append(b)
+
+    # ---- the clock --------------------------------------------------------------------------
+    def _since_boot(self, t_us: int) -> list[int]:
+        d = max(0, t_us - self._boot_us)
+        return [d // 1000, d % 1000]
+
+    def _vm_time(self, q: dict[str, Any]) -> None:
+        now = q.get("now")
+        if now is not None:
+            t = self._boot_us + now[0] * 1000 + now[1]
+            if t > self.now_us:
+                self.now_us = t
+
+    def _wall_deadline(self, target_us: int) -> float | None:
+        if not self.speed:
+            return None
+        return self._wall0 + (target_us - self._sim0) / 1e6 / self.speed
+
+    def _sim_at_wall(self, wall: float) -> int:
+        assert self.speed
+        return self._sim0 + int((wall - self._wall0) * 1e6 * self.speed)
+
+    # ---- the main loop ----------------------------------------------------------------------
+    def run(self, duration_us: int | None = None, until_us: int | None = None) -> RunStats:
+        """Power on (if off) and run until the simulated time reaches the end."""
+        if until_us is None:
+            until_us = self.now_us + duration_us if duration_us is not None else None
+        self._end_us = until_us
+        return self._loop()
+
+    def serve(self, bridge: Any, until_us: int | None = None) -> RunStats:
+        """Run behind a serial port until ``stop()`` (or the end time)."""
+        self.serial = bridge
+        self._end_us = until_us
+        return self._loop()
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def _loop(self) -> RunStats:
+        wall_start = time.monotonic()
+        sim_start = self.now_us
+        self._wall0, self._sim0 = wall_start, sim_start
+        self._stopping = False
+        try:
+            if self._state == "off" and self._off_until is None:
+                self._boot("power")
+            while not self._stopping:
+                if self._state == "off":
+                    if not self._power_off_wait():
+                        break
+                    continue
+                if self._end_us is not None and self.now_us >= self._end_us and (
+                    self._state == "idle"
+                ):
+                    break
+                self._step()
+        finally:
+            if self._stopping or self._state != "off":
+                self._shutdown()
+            self.stats.wall_s += time.monotonic() - wall_start
+            self.stats.sim_us += self.now_us - sim_start
+        return self.stats
+
+    def _power_off_wait(self) -> bool:
+        target = self._off_until if self._off_until is not None else self._end_us
+        if target is None:
+            return False
+        if self._end_us is not None and target >= self._end_us:
+            self._discard_events(self._end_us)
+            self.now_us = max(self.now_us, self._end_us)
+            return False
+        self._wait_until(target)
+        self._discard_events(target)
+        self.now_us = max(self.now_us, target)
+        self._off_until = None
+        cause, self._wake_cause = self._wake_cause, "power"
+        self._boot(cause)
+        return True
+
+    def _discard_events(self, t_us: int) -> None:
+        for ev in self.world.events_until(t_us):
+            if ev[0] == "net":
+                self._net_up = bool(ev[2])
+
+    def _wait_until(self, target_us: int) -> bool:
+        """Pace to wall time (if a speed is set) while serving the serial port.
+
+        Returns True if interrupted early by Ctrl-C.
+        """
+        deadline = self._wall_deadline(target_us)
+        while True:
+            now = time.monotonic()
+            if self._interrupt or self._stopping:
+                return True
+            if deadline is None or now >= deadline:
+                return False
+            self._poll_serial(min(deadline - now, 0.05))
+
+    def _poll_serial(self, timeout: float) -> None:
+        if self.serial is None:
+            if timeout > 0:
+                time.sleep(timeout)
+            return
+        data = self.serial.poll(timeout)
+        if data:
+            self.feed_input(data)
+
+    def _step(self) -> None:
+        vm = self._vm
+        assert vm is not None
+        if self._state == "idle":
+            self._idle_step(vm)
+            return
+        try:
+            msgs = vm.read_available()
+        except VMExited as e:
+            self._vm_exited(e)
+            return
+        if not msgs:
+            self._wait_vm(vm)
+            return
+        self._last_msg_wall = time.monotonic()
+        self._stall_warned = False
+        for msg in msgs:
+            if self._vm is not vm or self._state == "off":
+                return
+            self._handle(vm, msg)
+
+    def _wait_vm(self, vm: NodeVM) -> None:
+        # Wait for the VM, serving the serial port meanwhile; a VM that says nothing for too
+        # long is stuck in a loop that never reaches the board layer.
+        if self.serial is not None:
+            sel = selectors.DefaultSelector()
+            sel.register(vm.stdout, selectors.EVENT_READ)
+            for f in self.serial.fileobjs():
+                sel.register(f, selectors.EVENT_READ)
+            sel.select(0.1)
+            sel.close()
+            data = self.serial.poll(0)
+            if data:
+                self.feed_input(data)
+        else:
+            vm.wait_readable(0.5)
+        if time.monotonic() - self._last_msg_wall > self.stall_timeout:
+            self._stalled()
+
+    def _stalled(self) -> None:
+        if self._wdt_deadline_us is not None:
+            # The watchdog would have fired: the loop never fed it.
+            self.now_us = max(self.now_us, self._wdt_deadline_us)
+            self._restart("wdt")
+            return
+        if self.serial is not None:
+            if not self._stall_warned:
+                self._stall_warned = True
+                self._note("firmware busy without calling the board layer (Ctrl-C resets)")
+            if self._interrupt:
+                self._restart("hard")
+            return
+        self._kill()
+        raise EmulatorError(
+            f"{self.board.name}: firmware stalled: no call to the board layer for "
+            f"{self.stall_timeout:g} s of wall time at {fmt_time(self.now_us)} "
+            "(a loop that never sleeps?)"
+        )
+
+    def _note(self, text: str) -> None:
+        if self.on_line is not None:
+            self.on_line(self.now_us, f"[emulator] {text}")
+
+    def _idle_step(self, vm: NodeVM) -> None:
+        if self._pending_input:
+            data = bytes(self._pending_input)
+            self._pending_input.clear()
+            self._advance_idle()
+            vm.send({"c": "chars", "d": data.decode("latin1"), "now": self._since_boot(self.now_us)})
+            self._state = "running"
+            self._last_msg_wall = time.monotonic()
+            return
+        if self.serial is None:
+            # Nothing will type at this REPL: the board sits idle until the end of the run.
+            if self._end_us is None:
+                self._stopping = True
+                return
+            self._discard_events(self._end_us)
+            self.now_us = max(self.now_us, self._end_us)
+            return
+        self._poll_serial(0.05)
+        self._advance_idle()
+        if self._end_us is not None and self.now_us >= self._end_us:
+            return
+        if time.monotonic() - self._last_idle_tick >= IDLE_TICK_S:
+            self._last_idle_tick = time.monotonic()
+            vm.send({"c": "tick", "now": self._since_boot(self.now_us)})
+            self._state = "running"
+            self._last_msg_wall = time.monotonic()
+
+    def _advance_idle(self) -> None:
+        # At the REPL a board's clock runs with the wall clock (times the speed, if any).
+        wall = time.monotonic()
+        rate = self.speed or 1.0
+        t = self._idle_since_sim + int((wall - self._idle_since_wall) * 1e6 * rate)
+        if self._end_us is not None:
+            t = min(t, self._end_us)
+        self.now_us = max(self.now_us, t)
+
+    def _vm_exited(self, e: VMExited) -> None:
+        self._kill()
+        raise EmulatorError(f"{self.board.name}: the emulated chip crashed: {e}")
+
+    # ---- requests ---------------------------------------------------------------------------
+    def _handle(self, vm: NodeVM, msg: dict[str, Any]) -> None:
+        if "o" in msg:
+            self._output(msg["o"].encode("latin1"))
+        elif "q" in msg:
+            self.stats.requests += 1
+            self._vm_time(msg)
+            reply = self._request(msg)
+            if reply is not None and self._vm is vm:
+                vm.send_line(reply)
+        elif "idle" in msg:
+            self._state = "idle"
+            self._interrupt = False
+            self._idle_since_wall = time.monotonic()
+            self._idle_since_sim = self.now_us
+            self._last_idle_tick = time.monotonic()
+        elif "reboot" in msg:
+            rest = msg.get("rest", "").encode("latin1")
+            self._kill()
+            self._pending_input[:0] = rest
+            self._boot("soft", msg.get("mode", "friendly"))
+        elif "fatal" in msg:
+            self._kill()
+            raise EmulatorError(f"{self.board.name}: emulator failure: {msg['fatal']}")
+
+    def _request(self, q: dict[str, Any]) -> str | None:
+        op = q["q"]
+        handler = getattr(self, "_q_" + op, None)
+        if handler is None:
+            return json.dumps(None)
+        return handler(q)
+
+    def _q_ready(self, q: dict[str, Any]) -> str:
+        return "{}"
+
+    def _q_repl(self, q: dict[str, Any]) -> str:
+        return "{}"
+
+    def _q_sleep(self, q: dict[str, Any]) -> str | None:
+        target = self._boot_us + q["ms"] * 1000 + q["us"]
+        if "h" in q:
+            self._heap_sample(q["h"])
+        if "w" in q:
+            self._wdt_deadline_us = self._boot_us + q["w"] * 1000
+        else:
+            self._wdt_deadline_us = None
+        if self._end_us is not None and target > self._end_us and self.serial is None:
+            # The run ends during this sleep: the firmware is stopped here.
+            self._discard_events(self._end_us)
+            self.now_us = self._end_us
+            self._shutdown()
+            self._stopping = True
+            return None
+        reached = min(target, self.now_us + CHUNK_US)
+        if self._end_us is not None:
+            reached = min(reached, max(self._end_us, self.now_us))
+        interrupted = self._wait_until(reached)
+        if interrupted and self.speed:
+            reached = max(self.now_us, min(reached, self._sim_at_wall(time.monotonic())))
+        elif interrupted:
+            reached = self.now_us
+        if self._wdt_deadline_us is not None and self._wdt_deadline_us < reached:
+            self._discard_events(self._wdt_deadline_us)
+            self.now_us = max(self.now_us, self._wdt_deadline_us)
+            self._restart("wdt")
+            return None
+        events, cut = self._events(reached)
+        if cut is not None:
+            t_cut, off_us = cut
+            self.now_us = t_cut
+            self.power_cut(off_us)
+            return None
+        self.now_us = max(self.now_us, reached)
+        ans = json.dumps([*self._since_boot(self.now_us), events], separators=(",", ":"))
+        if self._interrupt:
+            self._interrupt = False
+            return "!" + ans
+        return ans
+
+    _q_lightsleep = _q_sleep
+
+    def _q_events(self, q: dict[str, Any]) -> str | None:
+        events, cut = self._events(self.now_us)
+        if cut is not None:
+            self.now_us = cut[0]
+            self.power_cut(cut[1])
+            return None
+        return json.dumps([*self._since_boot(self.now_us), events], separators=(",", ":"))
+
+    def _events(self, until_us: int) -> tuple[list[list[Any]], tuple[int, int] | None]:
+        """World events up to until_us, encoded for the VM; stops at a power cut."""
+        out: list[list[Any]] = []
+        scan_end = self._scan_end_us
+        for ev in self.world.events_until(until_us):
+            t = ev[1]
+            if scan_end is not None and scan_end <= t:
+                out.append(["d", *self._since_boot(scan_end)])
+                scan_end = self._scan_end_us = None
+            kind = ev[0]
+            if kind == "pin":
+                out.append(["p", *self._since_boot(t), ev[2], ev[3]])
+            elif kind == "adv":
+                out.append(
+                    ["a", *self._since_boot(t), ev[2], bytes(ev[3]).hex(), ev[4], ev[5],
+                     bytes(ev[6]).hex()]
+                )
+            elif kind == "net":
+                self._net_up = bool(ev[2])
+                out.append(["n", *self._since_boot(t), 1 if ev[2] else 0])
+            elif kind == "power":
+                # Everything after the cut never happens for this boot.
+                self._discard_events(until_us)
+                return out, (t, ev[2])
+        if scan_end is not None and scan_end <= until_us:
+            out.append(["d", *self._since_boot(scan_end)])
+            self._scan_end_us = None
+        self.stats.events += len(out)
+        return out, None
+
+    def _heap_sample(self, h: int) -> None:
+        if h > self.stats.heap_peak:
+            self.stats.heap_peak = h
+            self.stats.heap_peak_t_us = self.now_us
+        if self.enforce_heap and h > self.board.ram_budget:
+            self._kill()
+            raise EmulatorError(
+                f"{self.board.name}: firmware heap {h} bytes exceeds the board's RAM budget of "
+                f"{self.board.ram_budget} bytes at {fmt_time(self.now_us)}"
+            )
+
+    def _q_pin(self, q: dict[str, Any]) -> str:
+        return json.dumps(self.world.pin_level(q["pin"], self.now_us))
+
+    def _q_i2c(self, q: dict[str, Any]) -> str:
+        dev = self.world.i2c_device(q["b"], q["a"])
+        w = bytes.fromhex(q["w"])
+        n = q["r"]
+        # Bus time: address byte plus data bytes, 9 clocks each, at the bus frequency.
+        cost = (1 + len(w) + (1 + n if n else 0)) * 9 * 1_000_000 // max(1, q.get("f", 100000))
+        if dev is None or not dev.present:
+            return json.dumps([0, "", cost])
+        if w:
+            dev.write(w, self.now_us)
+        data = dev.read(n, self.now_us) if n else b""
+        return json.dumps([1, data.hex(), cost])
+
+    def _q_i2cscan(self, q: dict[str, Any]) -> str:
+        found = []
+        for addr in range(0x08, 0x78):
+            dev = self.world.i2c_device(q["b"], addr)
+            if dev is not None and dev.present:
+                found.append(addr)
+        return json.dumps(found)
+
+    def _q_adc(self, q: dict[str, Any]) -> str:
+        read = getattr(self.world, "adc", None)
+        return json.dumps(read(q["pin"], self.now_us) if read else 32768)
+
+    def _q_scan(self, q: dict[str, Any]) -> str:
+        if q.get("stop"):
+            self.world.ble_scan_stop(self.now_us)
+            self._scan_end_us = self.now_us
+        else:
+            d = q["d"] * 1000
+            self.world.ble_scan(self.now_us, d, q["i"], q["w"])
+            self._scan_end_us = self.now_us + d if d else None
+        return "{}"
+
+    def _q_rtc(self, q: dict[str, Any]) -> str:
+        self._rtc_delta_us = q["us"] - self.now_us
+        return "{}"
+
+    def _q_ntp(self, q: dict[str, Any]) -> str:
+        return json.dumps(self.now_us)
+
+    def _q_reset(self, q: dict[str, Any]) -> None:
+        self._restart("reset")
+
+    def _q_deepsleep(self, q: dict[str, Any]) -> None:
+        self._kill()
+        ms = q.get("ms")
+        self._off_until = self.now_us + ms * 1000 if ms is not None else None
+        if self._off_until is None:
+            self._stopping = True
+        self._wake_cause = "deepsleep"
+
+    def _q_bootloader(self, q: dict[str, Any]) -> None:
+        # The chip now waits for a new image: silent on this port until power-cycled.
+        self._kill()
+        self._note("entered the bootloader")
+        self._stopping = True
+
+    # ---- shutdown ---------------------------------------------------------------------------
+    def _shutdown(self) -> None:
+        """A clean stop: files are closed and flushed, as when unplugged from a REPL."""
+        vm = self._vm
+        if vm is None:
+            self._state = "off"
+            return
+        if self._state == "idle":
+            try:
+                vm.send({"c": "exit"})
+                vm.proc.wait(timeout=10)
+            except Exception:  # noqa: BLE001 - any failure here ends in a kill below
+                pass
+        elif self._state == "running":
+            # Mid-request: the VM is waiting for an answer; "X" flushes and exits.
+            try:
+                vm.send_line("X")
+                vm.proc.wait(timeout=10)
+            except Exception:  # noqa: BLE001
+                pass
+        self._kill()
+
+    def close(self) -> None:
+        self._shutdown()
+
+    def __enter__(self) -> EmulatedBoard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def parse_duration(text: str) -> int:
+    """'24h', '90m', '30s', '2d', '1h30m' -> microseconds."""
+    import re
+
+    total = 0.0
+    pos = 0
+    for m in re.finditer(r"\s*(\d+(?:\.\d+)?)\s*([dhms])", text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * {"d": 86400, "h": 3600, "m": 60, "s": 1}[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or not text:
+        raise UserError(f"bad duration '{text}': use e.g. 24h, 90m, 30s, 1h30m")
+    return int(total * 1_000_000)

@@ -1,0 +1,129 @@
+"""The Node process that runs one board's MicroPython VM (boards/emulator/runner.mjs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+from .. import paths
+from ..boards import Board
+
+
+class VMExited(Exception):
+    """The VM process ended (a reset it asked for, or a crash: see ``stderr``)."""
+
+    def __init__(self, stderr: str) -> None:
+        super().__init__(stderr.strip().splitlines()[-1] if stderr.strip() else "VM exited")
+        self.stderr = stderr
+
+
+class NodeVM:
+    """One MicroPython VM in its own Node process, spoken to in JSON lines."""
+
+    def __init__(self, board: Board, flash_dir: Path, heapsize: int = 1 << 20) -> None:
+        paths.check_engine()
+        argv = [
+            paths.node_binary(),
+            str(paths.EMULATOR / "runner.mjs"),
+            f"--flash={flash_dir}",
+            f"--rom={paths.EMULATOR / 'rom'}",
+            f"--fs_size={board.fs_size}",
+            f"--fs_block={board.fs_block_size}",
+            f"--machine={board.machine}",
+            f"--heapsize={heapsize}",
+        ]
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=paths.ROOT,
+            bufsize=0,
+        )
+        assert self.proc.stdout is not None and self.proc.stdin is not None
+        self.stdout = self.proc.stdout
+        os.set_blocking(self.stdout.fileno(), False)
+        self._buf = b""
+        self._stderr: list[bytes] = []
+        # Drain stderr in the background so a chatty VM never blocks on a full pipe.
+        self._err_thread = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._err_thread.start()
+
+    def _drain_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for chunk in iter(lambda: self.proc.stderr.read(4096), b""):  # type: ignore[union-attr]
+            self._stderr.append(chunk)
+
+    @property
+    def stderr(self) -> str:
+        return b"".join(self._stderr).decode("utf-8", "replace")
+
+    def fileno(self) -> int:
+        return self.stdout.fileno()
+
+    def send(self, obj: Any) -> None:
+        self.send_line(json.dumps(obj, separators=(",", ":")))
+
+    def send_line(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(line.encode() + b"\n")
+        except (BrokenPipeError, ValueError):
+            raise VMExited(self._final_stderr()) from None
+
+    def read_available(self) -> list[dict[str, Any]]:
+        """Parse every complete message already in the pipe; raise VMExited at end of file."""
+        try:
+            chunk = self.stdout.read(1 << 16)
+        except BlockingIOError:
+            chunk = None
+        if chunk == b"":
+            msgs = self._split()
+            if msgs:
+                return msgs
+            raise VMExited(self._final_stderr())
+        if chunk:
+            self._buf += chunk
+        return self._split()
+
+    def _split(self) -> list[dict[str, Any]]:
+        out = []
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl < 0:
+                return out
+            line, self._buf = self._buf[:nl], self._buf[nl + 1 :]
+            out.append(json.loads(line))
+
+    def wait_readable(self, timeout: float | None) -> bool:
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.stdout, selectors.EVENT_READ)
+            return bool(sel.select(timeout))
+
+    def _final_stderr(self) -> str:
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._err_thread.join(timeout=1)
+        return self.stderr
+
+    def kill(self) -> None:
+        """Stop at once, as a power cut does: nothing unflushed reaches the flash."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                if f:
+                    f.close()
+            except OSError:
+                pass
