@@ -372,16 +372,28 @@ async function boot(cmd) {
     send({ fatal: "board layer failed to start: " + err });
     process.exit(3);
   }
-  runPy("_board.baseline()");
+  const board = mp.pyimport("_board");
+  board.baseline();
   replMode = cmd.mode === "raw" ? "raw" : "friendly";
   // boot.py always runs; main.py only when the REPL comes up in friendly mode, as on a board.
   runPy("_board.run_file('boot.py')");
-  if (replMode === "friendly") runPy("_board.run_file('main.py')");
+  if (replMode === "friendly") {
+    if (cmd.entry) stepped(board, cmd.entry);
+    else runPy("_board.run_file('main.py')");
+  }
   runPy("_board.at_repl()");
   suppressOutput = replMode === "raw";
   mp.replInit();
   suppressOutput = false;
   if (replMode === "raw") processChars("\x01");
+}
+
+// The firmware's main loop, driven from here one step at a time: each call returns to the top
+// level, the only place this engine collects garbage, so live heap is measured exactly and
+// memory stays bounded over a long run. Equivalent to `while True: idle(app.step())`.
+function stepped(board, entry) {
+  if (!board.step_setup(entry)) return;
+  while (board.step()) board.heap_sample();
 }
 
 function processChars(s) {

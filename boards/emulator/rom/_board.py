@@ -21,8 +21,8 @@ CALL_COST_US = 10  # what one board-layer call costs a real MCU, so busy-waits m
 cfg = None
 handlers = {}  # event kind -> function(event)
 _heap_base = 0
-_heap_next = 0
-HEAP_EVERY_MS = 60000
+_heap = -1  # live heap measured at the last top-level return, not yet reported
+_stepper = None
 wdt_deadline = -1  # ms since boot, -1 when no watchdog runs
 _dispatching = False
 
@@ -68,14 +68,12 @@ def _deliver(events):
 def sleep_until(tm, tu, kind="sleep"):
     # Hand the time to the host: it answers with the input events up to a point and the time
     # reached, possibly in several steps; events run their handlers at their own timestamps.
-    global _heap_next
+    global _heap
     while ms < tm or (ms == tm and us < tu):
         q = {"q": kind, "ms": tm, "us": tu, "now": [ms, us]}
-        if ms >= _heap_next and not _dispatching:
-            # Live heap at an idle point: collect first so only what is reachable counts.
-            gc.collect()
-            q["h"] = gc.mem_alloc() - _heap_base
-            _heap_next = ms + HEAP_EVERY_MS
+        if _heap >= 0:
+            q["h"] = _heap
+            _heap = -1
         if wdt_deadline >= 0:
             q["w"] = wdt_deadline
         r = req(q)
@@ -125,7 +123,7 @@ def at_repl():
 
 
 def setup(cfg_json):
-    global cfg, _heap_base, _heap_next, ms, us, tus
+    global cfg, ms, us, tus
     cfg = json.loads(cfg_json)
     m, u = cfg["now"]
     ms, us, tus = m, u, (m * 1000 + u) & MASK
@@ -145,15 +143,44 @@ def setup(cfg_json):
     sys.path[:] = ["", ".frozen", "/lib"]
     cfg["rng"] = bytes.fromhex(cfg["rng"])
     sys.modules["time"].set_rtc(cfg["rtc_us"])
+    gc.collect()  # at the top level, once this call returns: baseline() then measures
 
 
 def baseline():
-    # What the board layer itself holds; the firmware's budget is counted above it.
-    global _heap_base, _heap_next
-    gc.collect()
+    # What the board layer itself holds; the firmware's budget is counted above it. Called
+    # from the top level, right after a collection there.
+    global _heap_base
     _heap_base = gc.mem_alloc()
-    _heap_next = ms
     req({"q": "ready", "heap_base": _heap_base})
+
+
+# This engine only collects garbage when control returns to the top level (JS), never inside
+# a running program. The stepped entry gives it that chance after every step of the firmware.
+def step_setup(entry):
+    global _stepper
+    try:
+        mod = __import__(entry, None, None, ("setup",))
+        _stepper = mod.setup()
+        gc.collect()
+        return True
+    except BaseException as e:  # noqa: B036 - as an escaping exception in main.py
+        sys.print_exception(e)
+        return False
+
+
+def step():
+    try:
+        sleep_us(_stepper.step() * 1000)
+        gc.collect()  # runs at the top level, as soon as this call returns
+        return True
+    except BaseException as e:  # noqa: B036
+        sys.print_exception(e)
+        return False
+
+
+def heap_sample():
+    global _heap
+    _heap = gc.mem_alloc() - _heap_base
 
 
 # The board's random generator: SHA-256 in counter mode from a seed the host gives at boot

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import selectors
 import time
 from collections.abc import Callable
@@ -51,7 +52,8 @@ class Reset:
 @dataclass
 class RunStats:
     resets: list[Reset] = field(default_factory=list)
-    heap_peak: int = 0  # bytes of live heap the firmware held, sampled at idle points
+    heap_peak: int = 0  # bytes of live heap the firmware held after a step (stepped entry)
+    heap_samples: int = 0
     heap_peak_t_us: int = 0
     requests: int = 0
     events: int = 0
@@ -79,6 +81,7 @@ class EmulatedBoard:
         stall_timeout: float = 10.0,
         instance: str | None = None,
         enforce_heap: bool = True,
+        entry: str | None = None,
     ) -> None:
         self.board = load_board(board) if isinstance(board, str) else board
         self.flash_dir = Path(flash_dir)
@@ -94,6 +97,10 @@ class EmulatedBoard:
         self.on_line = on_line
         self.stall_timeout = stall_timeout
         self.enforce_heap = enforce_heap
+        # None: run main.py as a board does. A module name (e.g. "sensor.app"): drive its
+        # setup()/step() from the top level, where the engine collects garbage, so the live
+        # heap is measured exactly (see docs/emulator.md).
+        self.entry = entry
         self.instance = instance or self.flash_dir.resolve().name
         self.stats = RunStats()
         self.console = bytearray()  # every byte the board printed, for audits
@@ -124,6 +131,7 @@ class EmulatedBoard:
         self._last_idle_tick = 0.0
         self._stall_warned = False
         self._stopping = False
+        self._commands: queue.Queue[Callable[[], None]] = queue.Queue()
 
     # ---- identity ---------------------------------------------------------------------------
     def _digest(self, label: str) -> bytes:
@@ -182,7 +190,7 @@ class EmulatedBoard:
             rom = f"rst:0x{code:x} ({ESP32_ROM[code]}),boot:0x13 (SPI_FAST_FLASH_BOOT)\n"
             self._output(rom.encode())
         self._vm = NodeVM(self.board, self.flash_dir)
-        self._vm.send({"c": "boot", "mode": mode, "cfg": self._cfg(cause)})
+        self._vm.send({"c": "boot", "mode": mode, "cfg": self._cfg(cause), "entry": self.entry})
         self._mode = mode
         self._state = "running"
         self._last_msg_wall = time.monotonic()
@@ -274,6 +282,14 @@ class EmulatedBoard:
     def stop(self) -> None:
         self._stopping = True
 
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the loop's thread (for tests driving a board served in a thread)."""
+        self._commands.put(fn)
+
+    def _run_commands(self) -> None:
+        while not self._commands.empty():
+            self._commands.get_nowait()()
+
     def _loop(self) -> RunStats:
         wall_start = time.monotonic()
         sim_start = self.now_us
@@ -283,12 +299,15 @@ class EmulatedBoard:
             if self._state == "off" and self._off_until is None:
                 self._boot("power")
             while not self._stopping:
+                self._run_commands()
                 if self._state == "off":
                     if not self._power_off_wait():
                         break
                     continue
-                if self._end_us is not None and self.now_us >= self._end_us and (
-                    self._state == "idle"
+                if (
+                    self._end_us is not None
+                    and self.now_us >= self._end_us
+                    and (self._state == "idle")
                 ):
                     break
                 self._step()
@@ -411,7 +430,9 @@ class EmulatedBoard:
             data = bytes(self._pending_input)
             self._pending_input.clear()
             self._advance_idle()
-            vm.send({"c": "chars", "d": data.decode("latin1"), "now": self._since_boot(self.now_us)})
+            vm.send(
+                {"c": "chars", "d": data.decode("latin1"), "now": self._since_boot(self.now_us)}
+            )
             self._state = "running"
             self._last_msg_wall = time.monotonic()
             return
@@ -549,8 +570,15 @@ class EmulatedBoard:
                 out.append(["p", *self._since_boot(t), ev[2], ev[3]])
             elif kind == "adv":
                 out.append(
-                    ["a", *self._since_boot(t), ev[2], bytes(ev[3]).hex(), ev[4], ev[5],
-                     bytes(ev[6]).hex()]
+                    [
+                        "a",
+                        *self._since_boot(t),
+                        ev[2],
+                        bytes(ev[3]).hex(),
+                        ev[4],
+                        ev[5],
+                        bytes(ev[6]).hex(),
+                    ]
                 )
             elif kind == "net":
                 self._net_up = bool(ev[2])
@@ -566,6 +594,7 @@ class EmulatedBoard:
         return out, None
 
     def _heap_sample(self, h: int) -> None:
+        self.stats.heap_samples += 1
         if h > self.stats.heap_peak:
             self.stats.heap_peak = h
             self.stats.heap_peak_t_us = self.now_us

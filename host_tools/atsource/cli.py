@@ -1,0 +1,171 @@
+"""The `atsource` command: one entry point for engineers and field technicians.
+
+Exit codes: 0 success; 1 an unexpected internal error; 2 a user mistake (bad option, file,
+board name...); 3 the board (real or emulated) failed or did not answer; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import paths
+from .errors import UserError
+
+
+class Group(click.Group):
+    """Turns UserError into one line on stderr and its exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            click.echo(f"atsource: error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("atsource: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="atsource")
+def main() -> None:
+    """Privacy-preserving smart-city sensors: boards, firmware, keys and uplinks."""
+
+
+@main.command()
+@click.argument("board")
+@click.option("--scenario", help="Scenario file or name of a shipped one (e.g. plaza).")
+@click.option("--flash", "flash_dir", type=click.Path(path_type=Path),
+              help="Host directory holding the board's flash (default: a per-board cache dir).")
+@click.option("--erase", is_flag=True, help="Start with an empty flash.")
+@click.option("--firmware", type=click.Path(path_type=Path, file_okay=False),
+              help="Install this firmware tree first (default: the repository's firmware/, "
+                   "except with --serial).")
+@click.option("--bare", is_flag=True, help="Install nothing: boot what the flash holds.")
+@click.option("--source", is_flag=True, help="Install .py sources instead of compiled .mpy.")
+@click.option("--serial", is_flag=True, help="Serve the REPL on a pty and a TCP port.")
+@click.option("--tcp-port", type=int, default=0, show_default=True,
+              help="TCP port for the serial URL (0 picks a free one).")
+@click.option("--duration", help="Simulated time to run, e.g. 24h, 90m (default: the "
+                                 "scenario's; without one, until Ctrl-C).")
+@click.option("--start", help="Simulated start time, ISO 8601 UTC (default: the scenario's).")
+@click.option("--seed", type=int, help="Seed for the world and the board's RNG (reproducible).")
+@click.option("--speed", type=float,
+              help="Simulated seconds per wall second (default: as fast as possible; 1 with "
+                   "--serial).")
+@click.option("--entry",
+              help="'main' runs main.py as a board does; a module name (e.g. sensor.app) "
+                   "drives its setup()/step() so live heap is measured (default: sensor.app "
+                   "when installing the repository firmware, else main).")
+@click.option("--instance", default="default", show_default=True,
+              help="Name of this board instance (its identity and default flash dir).")
+@click.option("--quiet", is_flag=True, help="Do not print the console.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
+def emulate(
+    board: str,
+    scenario: str | None,
+    flash_dir: Path | None,
+    erase: bool,
+    firmware: Path | None,
+    bare: bool,
+    source: bool,
+    serial: bool,
+    tcp_port: int,
+    duration: str | None,
+    start: str | None,
+    seed: int | None,
+    speed: float | None,
+    entry: str | None,
+    instance: str,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Run an emulated BOARD: the real MicroPython VM running our firmware.
+
+    \b
+    Examples:
+      atsource emulate pico-w --scenario plaza --duration 24h
+      atsource emulate esp32-devkitc --serial        # then: mpremote connect PORT repl
+    """
+    from .boards import load_board
+    from .emulator.api import default_flash_dir, make_world, parse_start, prepare_flash
+    from .emulator.engine import EmulatedBoard, fmt_time, parse_duration
+    from .emulator.serialport import SerialBridge
+
+    b = load_board(board)
+    start_us = parse_start(start) if start else None
+    world = make_world(b, scenario, seed, start_us)
+    flash = flash_dir or default_flash_dir(b.name, instance)
+    if firmware is None and not bare and not serial:
+        firmware = paths.FIRMWARE
+    if bare:
+        firmware = None
+    prepare_flash(b, flash, erase=erase, firmware=firmware, mpy=not source)
+    if entry is None:
+        entry = "sensor.app" if firmware == paths.FIRMWARE else "main"
+
+    dur_us: int | None = None
+    if duration:
+        dur_us = parse_duration(duration)
+    elif scenario:
+        dur_us = world.end_us - world.start_us
+
+    def show(t_us: int, line: str) -> None:
+        if not quiet:
+            click.echo(f"{fmt_time(t_us)} | {line}")
+
+    if serial and speed is None:
+        speed = 1.0
+    emu = EmulatedBoard(
+        b, flash, world=world, start_us=start_us, seed=seed, speed=speed, on_line=show,
+        instance=instance, entry=None if entry == "main" else entry,
+    )
+    click.echo(f"{b.name}: flash {flash}", err=True)
+    try:
+        if serial:
+            bridge = SerialBridge(tcp_port=tcp_port)
+            click.echo(f"serial: {bridge.url}")
+            click.echo(f"serial: socket://127.0.0.1:{bridge.tcp_port}")
+            sys.stdout.flush()
+            try:
+                until = emu.now_us + dur_us if dur_us is not None else None
+                stats = emu.serve(bridge, until_us=until)
+            finally:
+                bridge.close()
+        else:
+            stats = emu.run(duration_us=dur_us)
+    except KeyboardInterrupt:
+        emu.close()
+        raise
+    summary = {
+        "board": b.name,
+        "flash": str(flash),
+        "simulated_s": stats.sim_us / 1e6,
+        "wall_s": round(stats.wall_s, 3),
+        "heap_peak": stats.heap_peak if stats.heap_samples else None,
+        "ram_budget": b.ram_budget,
+        "resets": [{"t": fmt_time(r.t_us), "kind": r.kind} for r in stats.resets],
+        "events": stats.events,
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        heap = (
+            f"peak heap {stats.heap_peak} of {b.ram_budget} bytes"
+            if stats.heap_samples
+            else "heap not measured (main.py entry)"
+        )
+        click.echo(
+            f"{b.name}: {summary['simulated_s'] / 3600:.2f} h simulated in "
+            f"{summary['wall_s']:.1f} s; {heap}; {len(stats.resets)} boot(s)",
+            err=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

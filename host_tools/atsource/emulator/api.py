@@ -1,0 +1,169 @@
+"""The emulated board as tests and tools use it: make one, run it, or serve it on a port."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .. import firmware_build, paths
+from ..boards import Board, load_board
+from ..errors import UserError
+from .engine import EmulatedBoard, EmulatorError
+from .serialport import SerialBridge
+
+
+def default_flash_dir(board: str, instance: str = "default") -> Path:
+    """Where a board's flash lives between runs unless --flash says otherwise."""
+    return paths.cache_dir() / "flash" / f"{board}-{instance}"
+
+
+def resolve_scenario(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    for cand in (paths.SCENARIOS / name_or_path, paths.SCENARIOS / f"{name_or_path}.toml"):
+        if cand.is_file():
+            return cand
+    known = ", ".join(sorted(q.stem for q in paths.SCENARIOS.glob("*.toml")))
+    raise UserError(f"scenario not found: {name_or_path} (shipped scenarios: {known})")
+
+
+def parse_start(text: str) -> int:
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(
+            f"bad start time '{text}': use ISO 8601, e.g. 2026-06-01T00:00:00Z"
+        ) from None
+    if dt.tzinfo is None:
+        raise UserError(f"start time '{text}' needs a time zone, e.g. a trailing Z for UTC")
+    return int(dt.timestamp()) * 1_000_000
+
+
+def make_world(board: Board, scenario: str | None, seed: int | None, start_us: int | None) -> Any:
+    if scenario is None:
+        from .bench import BenchWorld
+
+        return BenchWorld(board, start_us)
+    from .scenario import load_scenario
+    from .world import ScenarioWorld
+
+    sc = load_scenario(resolve_scenario(scenario))
+    return ScenarioWorld(sc, board.raw, seed=seed)
+
+
+def prepare_flash(
+    board: Board,
+    flash_dir: Path,
+    *,
+    erase: bool = False,
+    firmware: Path | None = None,
+    mpy: bool = True,
+) -> int:
+    """Erase and/or install firmware into a flash directory; returns files written."""
+    if erase:
+        firmware_build.erase(flash_dir)
+    flash_dir.mkdir(parents=True, exist_ok=True)
+    if firmware is None:
+        return 0
+    return firmware_build.install(firmware_build.build(board, firmware, mpy=mpy), flash_dir)
+
+
+class ServedBoard:
+    """An emulated board running in a background thread behind a serial port."""
+
+    def __init__(self, emu: EmulatedBoard, bridge: SerialBridge) -> None:
+        self.emu = emu
+        self.bridge = bridge
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"emu-{emu.instance}")
+
+    @property
+    def port(self) -> str:
+        return self.bridge.url
+
+    @property
+    def socket_url(self) -> str:
+        return f"socket://127.0.0.1:{self.bridge.tcp_port}"
+
+    def _run(self) -> None:
+        try:
+            self.emu.serve(self.bridge)
+        except BaseException as e:  # noqa: BLE001 - reported to the test that owns the board
+            self.error = e
+
+    def start(self) -> ServedBoard:
+        self._thread.start()
+        return self
+
+    def power_cut(self, off_s: float = 0.0) -> None:
+        done = threading.Event()
+
+        def cut() -> None:
+            self.emu.power_cut(int(off_s * 1_000_000))
+            done.set()
+
+        self.emu.call_soon(cut)
+        if not done.wait(10):
+            raise EmulatorError("power cut not carried out within 10 s")
+
+    def wait_for(self, text: str, timeout: float = 10.0) -> str:
+        """Wait until a console line contains ``text``; return that line."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            lines = self.emu.lines
+            for _, line in lines[seen:]:
+                if text in line:
+                    return line
+            seen = len(lines)
+            if self.error:
+                raise self.error
+            time.sleep(0.02)
+        raise TimeoutError(f"'{text}' did not appear on the console within {timeout} s")
+
+    def stop(self) -> None:
+        self.emu.stop()
+        self._thread.join(timeout=20)
+        self.bridge.close()
+        if self.error is not None and not isinstance(self.error, KeyboardInterrupt):
+            raise self.error
+
+
+@contextmanager
+def serve_board(
+    board: str | Board,
+    flash_dir: Path,
+    *,
+    world: Any = None,
+    speed: float | None = 1.0,
+    seed: int | None = None,
+    start_us: int | None = None,
+    pty: bool = True,
+    tcp_port: int | None = 0,
+    instance: str | None = None,
+    stall_timeout: float = 10.0,
+) -> Iterator[ServedBoard]:
+    """Run an emulated board behind a pty and a TCP port for the duration of the block."""
+    b = load_board(board) if isinstance(board, str) else board
+    emu = EmulatedBoard(
+        b,
+        flash_dir,
+        world=world,
+        speed=speed,
+        seed=seed,
+        start_us=start_us,
+        instance=instance,
+        stall_timeout=stall_timeout,
+    )
+    bridge = SerialBridge(pty=pty, tcp_port=tcp_port)
+    served = ServedBoard(emu, bridge).start()
+    try:
+        yield served
+    finally:
+        served.stop()

@@ -1,0 +1,187 @@
+"""The serial port of an emulated board: a pty (Linux) and a TCP port (pyserial's socket://).
+
+Both carry the same byte stream, as one USB serial port would. What the board prints goes to
+both; bytes typed on either reach the board. One thing never reaches the VM: raw-paste mode
+(Ctrl-E A Ctrl-A in the raw REPL) hangs the WebAssembly VM, so the port answers it itself
+with "R\\x00" (understood, not supported) and mpremote falls back to plain raw mode.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import socket
+import termios
+import tty
+from typing import Any
+
+RAW_PASTE_REQUEST = b"\x05A\x01"
+RAW_PASTE_REFUSED = b"R\x00"
+MAX_BACKLOG = 1 << 16  # output kept for a slow or absent reader before the oldest is dropped
+
+
+class SerialBridge:
+    def __init__(self, *, pty: bool = True, tcp_port: int | None = 0) -> None:
+        self._master: int | None = None
+        self._slave: int | None = None
+        self.pty_path: str | None = None
+        if pty:
+            self._master, self._slave = os.openpty()
+            # Raw line discipline: no echo, no CR/LF translation, no signals on Ctrl-C.
+            tty.setraw(self._slave)
+            os.set_blocking(self._master, False)
+            self.pty_path = os.ttyname(self._slave)
+        self._listener: socket.socket | None = None
+        self._client: socket.socket | None = None
+        self.tcp_port: int | None = None
+        if tcp_port is not None:
+            self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._listener.bind(("127.0.0.1", tcp_port))
+            self._listener.listen(1)
+            self._listener.setblocking(False)
+            self.tcp_port = self._listener.getsockname()[1]
+        self._pty_out = bytearray()
+        self._tcp_out = bytearray()
+        self._held = b""  # a possible start of the raw-paste request, split across reads
+
+    @property
+    def url(self) -> str:
+        """The name to give mpremote or pyserial: the pty path, else the socket URL."""
+        if self.pty_path:
+            return self.pty_path
+        return f"socket://127.0.0.1:{self.tcp_port}"
+
+    @property
+    def urls(self) -> list[str]:
+        out = []
+        if self.pty_path:
+            out.append(self.pty_path)
+        if self.tcp_port is not None:
+            out.append(f"socket://127.0.0.1:{self.tcp_port}")
+        return out
+
+    def fileobjs(self) -> list[Any]:
+        objs: list[Any] = []
+        if self._master is not None:
+            objs.append(self._master)
+        if self._listener is not None:
+            objs.append(self._listener)
+        if self._client is not None:
+            objs.append(self._client)
+        return objs
+
+    # ---- board -> port ----------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if self._master is not None:
+            self._pty_out += data
+        if self._client is not None:
+            self._tcp_out += data
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._master is not None and self._pty_out:
+            try:
+                n = os.write(self._master, self._pty_out)
+                del self._pty_out[:n]
+            except BlockingIOError:
+                pass
+            except OSError as e:
+                if e.errno != errno.EIO:
+                    raise
+            if len(self._pty_out) > MAX_BACKLOG:
+                # Nobody reads the port: forget what it missed, as a USB port does.
+                assert self._slave is not None
+                termios.tcflush(self._slave, termios.TCIFLUSH)
+                del self._pty_out[: len(self._pty_out) - MAX_BACKLOG]
+        if self._client is not None and self._tcp_out:
+            try:
+                n = self._client.send(self._tcp_out)
+                del self._tcp_out[:n]
+            except BlockingIOError:
+                pass
+            except OSError:
+                self._drop_client()
+            if len(self._tcp_out) > MAX_BACKLOG:
+                del self._tcp_out[: len(self._tcp_out) - MAX_BACKLOG]
+
+    # ---- port -> board ----------------------------------------------------------------------
+    def poll(self, timeout: float) -> bytes:
+        """Wait up to ``timeout`` for input; return the bytes meant for the board."""
+        self._flush()
+        got = bytearray()
+        with selectors.DefaultSelector() as sel:
+            for f in self.fileobjs():
+                sel.register(f, selectors.EVENT_READ)
+            for key, _ in sel.select(timeout):
+                got += self._read(key.fileobj)
+        if not got:
+            # A lone Ctrl-E (paste mode) or Ctrl-E A was not the raw-paste request after all.
+            held, self._held = self._held, b""
+            return held
+        return self._filter(bytes(got))
+
+    def _read(self, f: Any) -> bytes:
+        if f is self._listener:
+            assert self._listener is not None
+            try:
+                conn, _ = self._listener.accept()
+            except BlockingIOError:
+                return b""
+            self._drop_client()
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._client = conn
+            return b""
+        if f is self._client:
+            assert self._client is not None
+            try:
+                data = self._client.recv(4096)
+            except BlockingIOError:
+                return b""
+            except OSError:
+                data = b""
+            if not data:
+                self._drop_client()
+            return data
+        try:
+            return os.read(f, 4096)
+        except (BlockingIOError, OSError):
+            return b""
+
+    def _filter(self, data: bytes) -> bytes:
+        data = self._held + data
+        self._held = b""
+        while True:
+            i = data.find(RAW_PASTE_REQUEST)
+            if i < 0:
+                break
+            self.write(RAW_PASTE_REFUSED)
+            data = data[:i] + data[i + len(RAW_PASTE_REQUEST) :]
+        for k in (2, 1):
+            if data.endswith(RAW_PASTE_REQUEST[:k]):
+                self._held, data = data[-k:], data[:-k]
+                break
+        return data
+
+    def _drop_client(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except OSError:
+                pass
+        self._client = None
+        self._tcp_out.clear()
+
+    def close(self) -> None:
+        self._drop_client()
+        if self._listener is not None:
+            self._listener.close()
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._master = self._slave = None
