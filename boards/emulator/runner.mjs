@@ -172,11 +172,11 @@ function wrapImports(imports) {
           }
           const stream = k === "fd_close" || k === "fd_sync" ? streamOf(a[0]) : null;
           const r = f.apply(this, a);
-          if (r === 0 && stream && stream.path && (stream.flags & 3) !== 0) {
+          if (!r && stream && stream.path && (stream.flags & 3) !== 0) {
             persistFile(stream.path);
             refreshUsage();
           }
-          return r > 0 ? mapErr(r) : r;
+          return r > 0 ? mapErr(r) : r || 0;
         };
       }
     }
@@ -194,7 +194,8 @@ function checkSpace(fd, iov, iovcnt) {
   const stream = streamOf(fd);
   if (!stream || !stream.path || !hostPath(stream.path)) return 0;
   let n = 0;
-  for (let i = 0; i < iovcnt; i++) n += Module.HEAPU32[(iov + 8 * i + 4) >> 2];
+  const mem = new DataView(Module.HEAPU8.buffer); // the build exports only HEAPU8
+  for (let i = 0; i < iovcnt; i++) n += mem.getUint32(iov + 8 * i + 4, true);
   const size = stream.node.usedBytes ?? 0;
   const end = Math.max(size, stream.position + n);
   const grow = Math.ceil(end / FS_BLOCK) - Math.max(1, Math.ceil(size / FS_BLOCK));
@@ -213,7 +214,16 @@ function syscallPath(k, a) {
   if (k === "__syscall_rmdir") return [get(-100, a[0])];
   return [get(a[0], a[1])];
 }
+const O_CREAT = 0x40;
 const SYSCALL_HOOKS = {
+  __syscall_openat: ([p], a) => {
+    // LittleFS commits a new file's directory entry at open (empty); data waits for a sync.
+    const hp = hostPath(p);
+    if (hp && a[2] & O_CREAT && !fs.existsSync(hp)) {
+      fs.mkdirSync(path.dirname(hp), { recursive: true });
+      fs.writeFileSync(hp, "");
+    }
+  },
   __syscall_unlinkat: ([p]) => {
     const hp = hostPath(p);
     if (hp) fs.rmSync(hp, { recursive: true, force: true });
@@ -305,30 +315,30 @@ const emu = {
     }
     return answer;
   },
+  // Bytes arrive as proxies of Python objects; answers go back as hex (cheap to convert).
   aes_ecb(key, data, encrypt) {
-    const algo = key.length === 32 ? "aes-256-ecb" : "aes-128-ecb";
-    const c = encrypt
-      ? crypto.createCipheriv(algo, Buffer.from(key), null)
-      : crypto.createDecipheriv(algo, Buffer.from(key), null);
+    const k = u8(key);
+    const algo = k.length === 32 ? "aes-256-ecb" : "aes-128-ecb";
+    const c = encrypt ? crypto.createCipheriv(algo, k, null) : crypto.createDecipheriv(algo, k, null);
     c.setAutoPadding(false);
-    return new Uint8Array(Buffer.concat([c.update(Buffer.from(data)), c.final()]));
+    return Buffer.concat([c.update(u8(data)), c.final()]).toString("hex");
   },
   aes_cbc(key, iv, data, encrypt) {
-    const algo = key.length === 32 ? "aes-256-cbc" : "aes-128-cbc";
-    const k = Buffer.from(key);
-    const v = Buffer.from(iv);
-    const c = encrypt ? crypto.createCipheriv(algo, k, v) : crypto.createDecipheriv(algo, k, v);
+    const k = u8(key);
+    const algo = k.length === 32 ? "aes-256-cbc" : "aes-128-cbc";
+    const c = encrypt ? crypto.createCipheriv(algo, k, u8(iv)) : crypto.createDecipheriv(algo, k, u8(iv));
     c.setAutoPadding(false);
-    return new Uint8Array(Buffer.concat([c.update(Buffer.from(data)), c.final()]));
-  },
-  sha256(data) {
-    return new Uint8Array(crypto.createHash("sha256").update(Buffer.from(data)).digest());
+    return Buffer.concat([c.update(u8(data)), c.final()]).toString("hex");
   },
   flash_usage() {
     refreshUsage();
     return flashUsed;
   },
 };
+
+function u8(x) {
+  return Buffer.from(x instanceof Uint8Array ? x : mp.PyProxy.toJs(x));
+}
 
 function finish(flush) {
   if (flush && Module) copyOut(MP_ROOT, FLASH_DIR);
@@ -341,8 +351,10 @@ function runPy(code) {
     mp.runPython(code);
     return null;
   } catch (e) {
-    if (e && e.name === "PythonError") return e.message;
-    throw e;
+    if (!e || e.name !== "PythonError") throw e;
+    // An exception that crossed JS on its way out: print it as the board would.
+    onStdout(Buffer.from(e.message.replace(/\n?$/, "\n")));
+    return e.message;
   }
 }
 

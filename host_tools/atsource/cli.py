@@ -40,30 +40,53 @@ def main() -> None:
 @main.command()
 @click.argument("board")
 @click.option("--scenario", help="Scenario file or name of a shipped one (e.g. plaza).")
-@click.option("--flash", "flash_dir", type=click.Path(path_type=Path),
-              help="Host directory holding the board's flash (default: a per-board cache dir).")
+@click.option(
+    "--flash",
+    "flash_dir",
+    type=click.Path(path_type=Path),
+    help="Host directory holding the board's flash (default: a per-board cache dir).",
+)
 @click.option("--erase", is_flag=True, help="Start with an empty flash.")
-@click.option("--firmware", type=click.Path(path_type=Path, file_okay=False),
-              help="Install this firmware tree first (default: the repository's firmware/, "
-                   "except with --serial).")
+@click.option(
+    "--firmware",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Install this firmware tree first (default: the repository's firmware/, "
+    "except with --serial).",
+)
 @click.option("--bare", is_flag=True, help="Install nothing: boot what the flash holds.")
 @click.option("--source", is_flag=True, help="Install .py sources instead of compiled .mpy.")
 @click.option("--serial", is_flag=True, help="Serve the REPL on a pty and a TCP port.")
-@click.option("--tcp-port", type=int, default=0, show_default=True,
-              help="TCP port for the serial URL (0 picks a free one).")
-@click.option("--duration", help="Simulated time to run, e.g. 24h, 90m (default: the "
-                                 "scenario's; without one, until Ctrl-C).")
+@click.option(
+    "--tcp-port",
+    type=int,
+    default=0,
+    show_default=True,
+    help="TCP port for the serial URL (0 picks a free one).",
+)
+@click.option(
+    "--duration",
+    help="Simulated time to run, e.g. 24h, 90m (default: the "
+    "scenario's; without one, until Ctrl-C).",
+)
 @click.option("--start", help="Simulated start time, ISO 8601 UTC (default: the scenario's).")
 @click.option("--seed", type=int, help="Seed for the world and the board's RNG (reproducible).")
-@click.option("--speed", type=float,
-              help="Simulated seconds per wall second (default: as fast as possible; 1 with "
-                   "--serial).")
-@click.option("--entry",
-              help="'main' runs main.py as a board does; a module name (e.g. sensor.app) "
-                   "drives its setup()/step() so live heap is measured (default: sensor.app "
-                   "when installing the repository firmware, else main).")
-@click.option("--instance", default="default", show_default=True,
-              help="Name of this board instance (its identity and default flash dir).")
+@click.option(
+    "--speed",
+    type=float,
+    help="Simulated seconds per wall second (default: as fast as possible; 1 with --serial).",
+)
+@click.option(
+    "--entry",
+    help="'main' runs main.py as a board does; a module name (e.g. sensor.app) "
+    "drives its setup()/step() so live heap is measured (default: sensor.app "
+    "when installing the repository firmware, else main).",
+)
+@click.option(
+    "--instance",
+    default="default",
+    show_default=True,
+    help="Name of this board instance (its identity and default flash dir).",
+)
 @click.option("--quiet", is_flag=True, help="Do not print the console.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
 def emulate(
@@ -122,8 +145,15 @@ def emulate(
     if serial and speed is None:
         speed = 1.0
     emu = EmulatedBoard(
-        b, flash, world=world, start_us=start_us, seed=seed, speed=speed, on_line=show,
-        instance=instance, entry=None if entry == "main" else entry,
+        b,
+        flash,
+        world=world,
+        start_us=start_us,
+        seed=seed,
+        speed=speed,
+        on_line=show,
+        instance=instance,
+        entry=None if entry == "main" else entry,
     )
     click.echo(f"{b.name}: flash {flash}", err=True)
     try:

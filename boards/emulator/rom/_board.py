@@ -5,9 +5,10 @@
 # flash (/rom) and is loaded before boot.py. The modules a board has and the VM lacks
 # (machine, bluetooth, network, ntptime, cryptolib) and the ones whose behaviour must follow
 # the virtual clock (time, os.urandom, gc) are installed into sys.modules from here.
-import sys
 import gc
 import json
+import sys
+
 import _emu
 
 # Virtual clock since boot: whole milliseconds, the microseconds within them, and ticks_us
@@ -134,8 +135,9 @@ def setup(cfg_json):
                  "ntptime", "cryptolib", "random"):
         mod = __import__("_v" + name)
         sys.modules[name] = mod
-    import _vfs
     import os
+
+    import _vfs
 
     os.umount("/")
     os.mount(_vfs.Flash("/flash", cfg["fs_size"], cfg["fs_block"]), "/")

@@ -27,14 +27,14 @@ class aes:
             raise OSError(1)  # "can't encrypt & decrypt", as the boards refuse it
         self._dir = d
         if self._mode == MODE_ECB:
-            res = _emu.aes_ecb(self._key, bytes(in_buf), encrypt)
+            res = bytes.fromhex(_emu.aes_ecb(self._key, bytes(in_buf), encrypt))
         else:
             data = bytes(in_buf)
-            res = _emu.aes_cbc(self._key, self._iv, data, encrypt)
+            res = bytes.fromhex(_emu.aes_cbc(self._key, self._iv, data, encrypt))
             if len(data):
-                self._iv = bytes(res[-16:]) if encrypt else data[-16:]
+                self._iv = res[-16:] if encrypt else data[-16:]
         if out_buf is None:
-            return bytes(res)
+            return res
         out_buf[: len(res)] = res
         return None
 

@@ -2,6 +2,7 @@
 # Capacity (ENOSPC) and durability (data survives a power cut once closed or flushed) are
 # enforced underneath, in the runner's file-system hooks.
 import os
+
 import _emu
 
 

@@ -1,6 +1,7 @@
 # gc with the board's numbers: what the firmware allocated on top of the board layer, against
 # the board's heap size (the VM's own heap is split, grows, and is much larger).
 import gc as _gc
+
 import _board as _b
 
 collect = _gc.collect

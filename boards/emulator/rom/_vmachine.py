@@ -222,6 +222,8 @@ class WDT:
             raise ValueError("timeout too small")
         self._timeout = timeout
         self.feed()
+        # The host must know even if the firmware never sleeps again (a hung loop).
+        _b.req({"q": "wdt", "w": _b.wdt_deadline, "now": [_b.ms, _b.us]})
 
     def feed(self):
         _b.wdt_deadline = _b.ms + self._timeout

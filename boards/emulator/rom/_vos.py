@@ -1,6 +1,7 @@
 # os as on the board: the VM's os, with urandom from the board's generator (seedable in
 # emulation, so a run is reproducible) and uname naming the board.
 import os as _os
+
 import _board as _b
 
 for _k in dir(_os):

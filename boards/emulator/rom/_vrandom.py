@@ -1,5 +1,6 @@
 # random, seeded from the board's generator at boot so an emulated run is reproducible.
 import random as _r
+
 import _board as _b
 
 for _k in dir(_r):

@@ -1,5 +1,6 @@
 # time, on the virtual clock. Conversions (gmtime, mktime, ticks arithmetic) are the VM's own.
 import time as _t
+
 import _board as _b
 
 ticks_add = _t.ticks_add

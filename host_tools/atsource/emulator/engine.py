@@ -511,8 +511,6 @@ class EmulatedBoard:
             self._heap_sample(q["h"])
         if "w" in q:
             self._wdt_deadline_us = self._boot_us + q["w"] * 1000
-        else:
-            self._wdt_deadline_us = None
         if self._end_us is not None and target > self._end_us and self.serial is None:
             # The run ends during this sleep: the firmware is stopped here.
             self._discard_events(self._end_us)
@@ -614,11 +612,15 @@ class EmulatedBoard:
         n = q["r"]
         # Bus time: address byte plus data bytes, 9 clocks each, at the bus frequency.
         cost = (1 + len(w) + (1 + n if n else 0)) * 9 * 1_000_000 // max(1, q.get("f", 100000))
-        if dev is None or not dev.present:
+        present_at = getattr(dev, "present_at", None)
+        if dev is None or not (present_at(self.now_us) if present_at else dev.present):
             return json.dumps([0, "", cost])
-        if w:
-            dev.write(w, self.now_us)
-        data = dev.read(n, self.now_us) if n else b""
+        try:
+            if w:
+                dev.write(w, self.now_us)
+            data = dev.read(n, self.now_us) if n else b""
+        except OSError:
+            return json.dumps([0, "", cost])  # the device let go of the bus: a NACK
         return json.dumps([1, data.hex(), cost])
 
     def _q_i2cscan(self, q: dict[str, Any]) -> str:
@@ -641,6 +643,10 @@ class EmulatedBoard:
             d = q["d"] * 1000
             self.world.ble_scan(self.now_us, d, q["i"], q["w"])
             self._scan_end_us = self.now_us + d if d else None
+        return "{}"
+
+    def _q_wdt(self, q: dict[str, Any]) -> str:
+        self._wdt_deadline_us = self._boot_us + q["w"] * 1000
         return "{}"
 
     def _q_rtc(self, q: dict[str, Any]) -> str:

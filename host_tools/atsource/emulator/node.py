@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -117,13 +118,9 @@ class NodeVM:
         """Stop at once, as a power cut does: nothing unflushed reaches the flash."""
         if self.proc.poll() is None:
             self.proc.kill()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
         for f in (self.proc.stdin, self.proc.stdout):
-            try:
-                if f:
+            if f:
+                with contextlib.suppress(OSError):
                     f.close()
-            except OSError:
-                pass

@@ -8,6 +8,7 @@ with "R\\x00" (understood, not supported) and mpremote falls back to plain raw m
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import selectors
@@ -167,10 +168,8 @@ class SerialBridge:
 
     def _drop_client(self) -> None:
         if self._client is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._client.close()
-            except OSError:
-                pass
         self._client = None
         self._tcp_out.clear()
 
@@ -180,8 +179,6 @@ class SerialBridge:
             self._listener.close()
         for fd in (self._master, self._slave):
             if fd is not None:
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
         self._master = self._slave = None
