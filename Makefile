@@ -5,6 +5,7 @@ BIN     := $(VENV)/bin
 STUBS   := .stubs
 ESP32_STUBS := micropython-esp32-stubs==1.29.0.post1
 RP2_STUBS   := micropython-rp2-rpi_pico_w-stubs==1.29.0.post1
+STDLIB_STUBS := micropython-stdlib-stubs==1.29.0.post2
 
 .PHONY: setup test lint typecheck unit bench demo clean
 
@@ -22,10 +23,10 @@ node_modules/.installed: package.json package-lock.json
 
 # MicroPython stubs for each port, kept apart so each type-check pass sees one port only.
 $(STUBS)/esp32/.installed:
-	$(BIN)/pip install --quiet --no-deps --target $(STUBS)/esp32 $(ESP32_STUBS) micropython-stdlib-stubs
+	$(BIN)/pip install --quiet --no-deps --target $(STUBS)/esp32 $(ESP32_STUBS) $(STDLIB_STUBS)
 	@touch $@
 $(STUBS)/rp2/.installed:
-	$(BIN)/pip install --quiet --no-deps --target $(STUBS)/rp2 $(RP2_STUBS) micropython-stdlib-stubs
+	$(BIN)/pip install --quiet --no-deps --target $(STUBS)/rp2 $(RP2_STUBS) $(STDLIB_STUBS)
 	@touch $@
 
 lint: typecheck

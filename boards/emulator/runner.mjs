@@ -422,7 +422,10 @@ function processChars(s) {
 // every file first (as MicroPython's finalisers do), so the whole image becomes durable; a hard
 // reset, a watchdog or a power cut does not get here at all.
 function reboot(kind, rest) {
-  if (kind === "soft") copyOut(MP_ROOT, FLASH_DIR);
+  if (kind === "soft") {
+    copyOut(MP_ROOT, FLASH_DIR);
+    onStdout(Buffer.from("MPY: soft reboot\r\n"));
+  }
   flushOut();
   send({ reboot: kind, mode: replMode, rest: rest || "" });
   process.exit(0);

@@ -19,6 +19,9 @@ def urandom(n):
 def uname():
     global _uname
     if _uname is None:
+        from collections import namedtuple
+
         c = _b.cfg
-        _uname = (c["port"], c["port"], c["release"], c["version"], c["machine"])
+        t = namedtuple("uname_result", ("sysname", "nodename", "release", "version", "machine"))
+        _uname = t(c["port"], c["port"], c["release"], c["version"], c["machine"])
     return _uname

@@ -50,10 +50,13 @@ def make_world(board: Board, scenario: str | None, seed: int | None, start_us: i
         from .bench import BenchWorld
 
         return BenchWorld(board, start_us)
-    from .scenario import load_scenario
+    from .scenario import ScenarioError, load_scenario
     from .world import ScenarioWorld
 
-    sc = load_scenario(resolve_scenario(scenario))
+    try:
+        sc = load_scenario(resolve_scenario(scenario))
+    except ScenarioError as e:
+        raise UserError(str(e)) from None
     return ScenarioWorld(sc, board.raw, seed=seed)
 
 
