@@ -388,10 +388,10 @@ async function boot(cmd) {
   board.baseline();
   replMode = cmd.mode === "raw" ? "raw" : "friendly";
   // boot.py always runs; main.py only when the REPL comes up in friendly mode, as on a board.
-  runPy("_board.run_file('boot.py')");
+  runPy("_board.run_file('boot.py', globals())");
   if (replMode === "friendly") {
     if (cmd.entry) stepped(board, cmd.entry);
-    else runPy("_board.run_file('main.py')");
+    else runPy("_board.run_file('main.py', globals())");
   }
   runPy("_board.at_repl()");
   suppressOutput = replMode === "raw";

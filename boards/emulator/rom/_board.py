@@ -97,8 +97,9 @@ def tick(m, u):
     set_now(r[0], r[1])
 
 
-def run_file(name):
-    # pyexec_file: run boot.py / main.py as __main__, print a traceback like a board does.
+def run_file(name, g):
+    # pyexec_file: run boot.py / main.py in __main__'s globals (the REPL's, so what main.py
+    # defined is still there after Ctrl-C), print a traceback like a board does.
     try:
         f = open(name)
     except OSError:
@@ -107,7 +108,6 @@ def run_file(name):
         src = f.read()
     finally:
         f.close()
-    g = {"__name__": "__main__", "__file__": name}
     try:
         exec(compile(src, name, "exec"), g)
     except SystemExit:
@@ -115,7 +115,6 @@ def run_file(name):
     except BaseException as e:  # noqa: B036 - a board prints every escaping exception
         sys.print_exception(e)
     finally:
-        g = None
         src = None
 
 
