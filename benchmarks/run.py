@@ -56,8 +56,60 @@ def emulator_day() -> dict[str, Any]:
     }
 
 
+def serial_port() -> dict[str, Any]:
+    """mpremote over an emulated board's pty: fs cp throughput and exec round trips."""
+    import subprocess
+
+    from atsource.emulator.api import serve_board
+    from mpremote.transport_serial import SerialTransport
+
+    size = 64 * 1024
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "blob.bin"
+        src.write_bytes(bytes(range(256)) * (size // 256))
+        flash = Path(tmp) / "flash"
+        with serve_board("pico-w", flash) as board:
+            t0 = time.perf_counter()
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "mpremote",
+                    "connect",
+                    board.port,
+                    "fs",
+                    "cp",
+                    str(src),
+                    ":blob.bin",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+            cp_s = time.perf_counter() - t0
+            t = SerialTransport(board.port, baudrate=115200)
+            try:
+                t.enter_raw_repl()
+                n = 50
+                t1 = time.perf_counter()
+                for i in range(n):
+                    t.exec(f"x = {i}")
+                exec_ms = (time.perf_counter() - t1) / n * 1000
+                t.exit_raw_repl()
+            finally:
+                t.close()
+    return {
+        "fs_cp_bytes": size,
+        "fs_cp_s": round(cp_s, 3),
+        "fs_cp_bytes_per_s": round(size / cp_s),
+        "exec_round_trip_ms": round(exec_ms, 2),
+        "note": "fs_cp includes mpremote start-up and the soft reset on connect",
+    }
+
+
 BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "emulator_day": emulator_day,
+    "serial_port": serial_port,
 }
 
 

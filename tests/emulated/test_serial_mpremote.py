@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -145,3 +146,46 @@ def test_deployed_firmware_runs_after_reset(flash: Path) -> None:
         mpremote(board.port, "reset")
         board.wait_for("atsource: pico-w boot", timeout=15)
         board.wait_for("env t=", timeout=15)
+
+
+def test_mpremote_repl_and_ctrl_c_stop_a_running_main_py(flash: Path) -> None:
+    """The interactive path: `mpremote connect PORT repl` on a terminal, then Ctrl-C."""
+    import os
+    import pty
+    import select
+
+    (flash / "main.py").write_text(
+        "import time\nwhile True:\n    print('busy')\n    time.sleep_ms(200)\n"
+    )
+    with serve_board("pico-w", flash) as board:
+        board.wait_for("busy", timeout=10)
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: mpremote with a terminal, as a person runs it
+            os.execv(sys.executable, [*MPREMOTE, "connect", board.port, "repl"])
+        seen = b""
+
+        def read_until(marker: bytes, timeout: float) -> None:
+            nonlocal seen
+            deadline = time.monotonic() + timeout
+            while marker not in seen and time.monotonic() < deadline:
+                if select.select([fd], [], [], 0.1)[0]:
+                    try:
+                        seen += os.read(fd, 4096)
+                    except OSError:
+                        break
+            assert marker in seen, seen.decode(errors="replace")[-500:]
+
+        try:
+            read_until(b"busy", 10)
+            os.write(fd, b"\x03")
+            read_until(b"KeyboardInterrupt", 10)
+            read_until(b">>> ", 10)
+            os.write(fd, b"print(6 * 7)\r")
+            read_until(b"42", 10)
+        finally:
+            os.write(fd, b"\x1d")  # Ctrl-] leaves mpremote's repl
+            time.sleep(0.3)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            os.close(fd)
