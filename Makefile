@@ -31,7 +31,7 @@ $(STUBS)/rp2/.installed:
 
 lint: typecheck
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check host_tools tests
+	$(BIN)/ruff format --check host_tools tests benchmarks
 
 typecheck:
 	$(BIN)/python -m atsource.devtools.typecheck
