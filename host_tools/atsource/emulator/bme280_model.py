@@ -3,8 +3,9 @@
 The model answers I2C transactions the way the chip does (BME280 datasheet, BST-BME280-DS002):
 chip id, soft reset, the calibration NVM, ctrl_hum latched by a ctrl_meas write, forced and
 normal mode with the typical conversion time, and data registers holding raw ADC values. The
-raw values are found by inverting the datasheet's integer compensation, so any driver that
-implements the datasheet formulas reads back the environment the scenario asked for.
+raw values are found by inverting the datasheet's integer compensation, choosing among the
+nearest codes those that suit its double-precision compensation too, so any driver that
+implements either set of datasheet formulas reads back the environment the scenario asked for.
 
 Simplifications, each harmless to a driver: no noise, no IIR filter, and every enabled
 measurement delivers the full 20-bit (pressure, temperature) or 16-bit (humidity) result
@@ -205,6 +206,39 @@ def compensate_h(adc_h: int, t_fine: int, cal: Calibration) -> int:
     return v >> 12
 
 
+def t_fine_float(adc_t: int, cal: Calibration) -> int:
+    """t_fine as the datasheet's double-precision code computes it (section 8.1).
+
+    Bosch's reference code and Adafruit's library truncate the sum to an integer. The integer
+    formula drops the 3 (var1) and 4 (var2) low bits of adc_T, this one does not, so the two
+    differ by up to a few units even with those bits clear.
+    """
+    raw = float(adc_t)
+    var1 = (raw / 16384.0 - cal.dig_T1 / 1024.0) * cal.dig_T2
+    d = raw / 131072.0 - cal.dig_T1 / 8192.0
+    var2 = (d * d) * cal.dig_T3
+    return int(var1 + var2)
+
+
+def compensate_p_float(adc_p: int, t_fine_float: int, cal: Calibration) -> float:
+    """Pressure in Pa by the datasheet's double-precision formula (section 8.1); 0.0 for a zero
+    divisor. The operations are in the order Adafruit's ``adafruit_bme280`` performs them."""
+    var1 = float(t_fine_float) / 2.0 - 64000.0
+    var2 = var1 * var1 * cal.dig_P6 / 32768.0
+    var2 += var1 * cal.dig_P5 * 2.0
+    var2 = var2 / 4.0 + cal.dig_P4 * 65536.0
+    var3 = cal.dig_P3 * var1 * var1 / 524288.0
+    var1 = (var3 + cal.dig_P2 * var1) / 524288.0
+    var1 = (1.0 + var1 / 32768.0) * cal.dig_P1
+    if not var1:
+        return 0.0
+    p = 1048576.0 - adc_p
+    p = ((p - var2 / 4096.0) * 6250.0) / var1
+    var1 = cal.dig_P9 * p * p / 2147483648.0
+    var2 = p * cal.dig_P8 / 32768.0
+    return p + (var1 + var2 + cal.dig_P7) / 16.0
+
+
 def _nearest_increasing(f: Callable[[int], int], target: float, lo: int, hi: int) -> int:
     """The x in [lo, hi] whose f(x) is nearest ``target``, f non-decreasing; bisection."""
     if f(lo) >= target:
@@ -226,6 +260,13 @@ def _clamp(x: float, bounds: tuple[float, float]) -> float:
     return min(max(float(x), bounds[0]), bounds[1])
 
 
+# How far the pressure search may move temperature off its nearest value (see below). One t_fine
+# step is at most ~15 units (0.003 degC), so the neighbouring adc_T codes stay within this.
+T_SLACK_C = 0.0045
+_P_SPREAD = 2  # adc_P candidates either side of the integer formula's nearest code
+_P_WINDOW = 64  # adc_P bisection window around the first code, for the other adc_T candidates
+
+
 @lru_cache(maxsize=4096)
 def raw_from_environment(
     temperature_c: float, humidity_rh: float, pressure_pa: float, cal: Calibration
@@ -234,18 +275,51 @@ def raw_from_environment(
 
     The environment is clamped to the sensor's range. Temperature is matched on t_fine (1/5120
     degC) rather than on the 0.01 degC output, so float drivers get the finer value too.
+
+    Pressure is matched for the integer and the floating-point formula at once. One adc_P step
+    is 0.14..0.19 Pa and the two formulas differ by up to 0.075 Pa (below 0 degC, mostly because
+    the float t_fine is truncated towards zero and the integer one floored), so the code nearest
+    for one can be 0.15 Pa off for the other. The search scores each candidate by the larger of
+    its two errors, over a few adc_P codes around the integer formula's nearest and over the
+    nearest adc_T code and its two neighbours (temperature stays within ``T_SLACK_C``): a t_fine
+    step usually shifts the pressure grid by a fraction of an adc_P step, giving codes between.
+    Worst case, over the whole range: 0.114 Pa for both formulas.
     Cached: a scenario often holds conditions constant between readings.
     """
     t_target = _clamp(temperature_c, T_RANGE_C) * 5120.0
-    adc_t = _nearest_increasing(lambda a: compensate_t(a, cal)[0], t_target, 0, 0xFFFFF)
+    adc_t0 = _nearest_increasing(lambda a: compensate_t(a, cal)[0], t_target, 0, 0xFFFFF)
     # The integer formula ignores the 3 low bits of adc_T; floating-point drivers do not. With
-    # them clear, both compute the same t_fine, and so the same pressure: a t_fine 13 units
-    # (0.0025 degC) apart moves the compensated pressure by up to 0.5 Pa.
-    adc_t &= ~0x7
-    t_fine = compensate_t(adc_t, cal)[0]
-    # Pressure falls as adc_P rises: search on the negated value.
-    p_target = -_clamp(pressure_pa, P_RANGE_PA) * 256.0
-    adc_p = _nearest_increasing(lambda a: -compensate_p(a, t_fine, cal), p_target, 0, 0xFFFFF)
+    # them clear, both compute nearly the same t_fine (within 2 units), and so nearly the same
+    # pressure: a t_fine 13 units (0.0025 degC) apart moves the compensated pressure by 0.5 Pa.
+    adc_t0 &= ~0x7
+    p_pa = _clamp(pressure_pa, P_RANGE_PA)
+    slack = T_SLACK_C * 5120.0
+    best = (float("inf"), adc_t0, 0, 0)
+    seed = -1
+    for adc_t in (adc_t0, adc_t0 - 8, adc_t0 + 8):  # nearest first: it wins ties
+        if not 0 <= adc_t <= 0xFFFFF:
+            continue
+        t_fine = compensate_t(adc_t, cal)[0]
+        t_fine_f = t_fine_float(adc_t, cal)
+        if adc_t != adc_t0 and max(abs(t_fine - t_target), abs(t_fine_f - t_target)) > slack:
+            continue
+        # Pressure falls as adc_P rises: search on the negated value.
+        lo, hi = (
+            (0, 0xFFFFF) if seed < 0 else (max(seed - _P_WINDOW, 0), min(seed + _P_WINDOW, 0xFFFFF))
+        )
+        adc_p0 = _nearest_increasing(
+            lambda a, tf=t_fine: -compensate_p(a, tf, cal), -p_pa * 256.0, lo, hi
+        )
+        if seed < 0:
+            seed = adc_p0
+        for adc_p in range(max(adc_p0 - _P_SPREAD, 0), min(adc_p0 + _P_SPREAD, 0xFFFFF) + 1):
+            err = max(
+                abs(compensate_p(adc_p, t_fine, cal) / 256.0 - p_pa),
+                abs(compensate_p_float(adc_p, t_fine_f, cal) - p_pa),
+            )
+            if err < best[0]:
+                best = (err, adc_t, adc_p, t_fine)
+    _, adc_t, adc_p, t_fine = best
     h_target = _clamp(humidity_rh, H_RANGE_RH) * 1024.0
     adc_h = _nearest_increasing(lambda a: compensate_h(a, t_fine, cal), h_target, 0, 0xFFFF)
     return adc_t, adc_p, adc_h
