@@ -25,7 +25,6 @@ _heap_base = 0
 _heap = -1  # live heap measured at the last top-level return, not yet reported
 _stepper = None
 wdt_deadline = -1  # ms since boot, -1 when no watchdog runs
-_dispatching = False
 
 
 def advance(d_us):
@@ -54,16 +53,11 @@ def req(obj):
 
 
 def _deliver(events):
-    global _dispatching
-    _dispatching = True
-    try:
-        for ev in events:
-            set_now(ev[1], ev[2])
-            h = handlers.get(ev[0])
-            if h is not None:
-                h(ev)
-    finally:
-        _dispatching = False
+    for ev in events:
+        set_now(ev[1], ev[2])
+        h = handlers.get(ev[0])
+        if h is not None:
+            h(ev)
 
 
 def sleep_until(tm, tu, kind="sleep"):
