@@ -1,9 +1,39 @@
-# The sensor's main loop. For now: read the BME280 once a minute and print it; the sensing
-# pipeline (windows, people counting, privacy gate, uplink) grows from here.
-from sensor import hal
-from sensor.bme280 import BME280
+# The sensor's main loop: a small scheduler on the board clock.
+#
+# Reading from sensor to uplink, the modules in order: hal (board layer) -> bme280, doorway,
+# presence (drivers and the identifier path) -> window (aggregators) -> gate (privacy gate,
+# policy) -> sealer/uplink (COSE, counter, outbox, transport). This file only wires them.
+#
+# Two modes:
+# - provisioned (/identity.json present): each closed window goes through the privacy gate;
+#   the records it releases are sealed into the outbox, and the console shows exactly those
+#   records, nothing more;
+# - bench (not provisioned): nothing leaves the device; the console shows the raw window
+#   aggregates (counts, never identifiers) for the engineer at the bench and for tests.
+import gc
 
-PERIOD_MS = 60000
+from sensor import config, gate, hal, identity, policy, window
+from sensor.bme280 import BME280
+from sensor.doorway import LineCounter, MotionCounter
+from sensor.presence import Presence
+from sensor.rng import Rng
+
+_CAUSE_CODES = {"power": 0, "watchdog": 1, "reset": 2, "deepsleep": 3}
+
+F_ENV_MISSING = 1
+F_ENV_CHIP = 2
+F_ENV_RANGE = 4
+F_ENV_STUCK = 8
+F_BLE_OFF = 16
+F_CLOCK = 32
+F_POLICY = 64
+
+_STUCK_SAMPLES = 20  # identical raw readings in a row before the sensor counts as stuck
+_PUMP_MS = 30000  # retry delivery this often while frames wait in the outbox
+_BENCH_WINDOW_S = 900
+
+# The bench-mode policy: windows only, nothing is released (no identity, no uplink).
+_BENCH_STREAMS = ("env", "doorway", "motion", "ble", "health")
 
 
 def _fmt_centi(v):
@@ -12,26 +42,389 @@ def _fmt_centi(v):
     return "%s%d.%02d" % (s, v // 100, v % 100)
 
 
+def _stamp(t):
+    y, mo, d, h, mi, s = hal.gmtime(t)[:6]
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, mo, d, h, mi, s)
+
+
 class App:
     def __init__(self):
         self.board = hal.Board()
-        print("atsource: %s boot (%s)" % (self.board.name, hal.reset_cause()))
-        self.i2c = self.board.i2c()
-        self.env = None
-        self.next_ms = hal.ticks_ms()
+        self.cause = hal.reset_cause()
+        self.boot_ms = hal.ticks_ms()
+        self.boots = hal.count_boot()
+        print("atsource: %s boot %d (%s)" % (self.board.name, self.boots, self.cause))
+        self.cfg = config.load()
+        wd = self.cfg["watchdog_ms"]
+        self.wdt = None
+        self.wdt_ms = 0
+        if wd:
+            self.wdt, self.wdt_ms = self.board.watchdog(wd)
+        self.faults = 0
+        self.errors = 0
+        self.ident = None
+        try:
+            self.ident = identity.load()
+        except ValueError as e:
+            print("identity: %s; running as a bench device" % e.args[0])
+        self.pol = None
+        if self.ident is not None:
+            try:
+                self.pol = policy.load()
+            except OSError:
+                print("policy: /policy.json missing: nothing will be released")
+            except policy.PolicyError as e:
+                print("policy: refused: %s: nothing will be released" % e.args[0])
+            if self.pol is not None:
+                for name in self.pol.refused:
+                    print("policy: stream %s refused: %s" % (name, self.pol.refused[name]))
+                    self.faults |= F_POLICY
+        seed = self.ident.seed if self.ident is not None else hal.urandom(32)
+        self.rng = Rng(seed)
+        self.gate = None
+        self.uplink = None
+        if self.pol is not None:
+            self.gate = gate.Gate(self.pol, self.rng, gate.Ledger())
+            self.uplink = self._make_uplink()
+        self.net = hal.Net(self.cfg["wifi"])
+        self.next_ntp = hal.ticks_ms()
+        self.next_pump = hal.ticks_ms()
+        self._setup_streams()
 
+    def _make_uplink(self):
+        try:
+            from sensor import uplink
+        except ImportError:
+            print("uplink: not installed: records are sealed nowhere")
+            return None
+        try:
+            return uplink.Uplink(self.ident, self.cfg)
+        except Exception as e:  # a broken transport config must not stop sensing
+            print("uplink: %s" % (e.args[0] if e.args else type(e).__name__))
+            return None
+
+    # ---- streams -------------------------------------------------------------------------
+    def _enabled(self, name):
+        if not self.cfg["sensors"].get("pir" if name == "motion" else name, name == "health"):
+            return False
+        if self.gate is not None:
+            return self.gate.allows(name)
+        return name in _BENCH_STREAMS
+
+    def _length(self, name):
+        return self.gate.window_s(name, _BENCH_WINDOW_S) if self.gate else _BENCH_WINDOW_S
+
+    def _setup_streams(self):
+        self.start = {}  # stream -> current window start (epoch s), -1 until the clock is set
+        self.length = {}
+        for name in ("env", "doorway", "motion", "ble", "health"):
+            if name == "health" or self._enabled(name):
+                self.start[name] = -1
+                self.length[name] = self._length(name)
+        c = self.cfg
+        self.i2c = None
+        self.env = None
+        self.envw = window.EnvWindow()
+        self.env_period = c["env"]["sample_s"] * 1000
+        self.next_env = hal.ticks_ms()
+        self.last_raw = [None, None, None]
+        self.same = 0
+        self.env_first = 0
+        if "env" in self.start:
+            try:
+                self.i2c = self.board.i2c()
+            except (OSError, ValueError) as e:
+                print("env: no I2C bus: %s" % e)
+                del self.start["env"]
+        self.line = None
+        if "doorway" in self.start:
+            d = c["doorway"]
+            self.line = LineCounter(d["body_milli"], d["gap_milli"], d["debounce_ms"] * 1000)
+            a = self.board.input("beam_a")
+            b = self.board.input("beam_b")
+            self._beam = (a, b)
+            trig = hal.IRQ_BOTH
+            a.irq(self._beam_a, trig)
+            b.irq(self._beam_b, trig)
+        self.motion = None
+        if "motion" in self.start:
+            self.motion = MotionCounter()
+            p = self.board.input("pir")
+            self._pir = p
+            p.irq(self._pir_edge, hal.IRQ_RISING)
+        self.presence = None
+        if "ble" in self.start:
+            floor = c["ble"]["rssi_floor"]
+            bits = 8192
+            if self.gate is not None:
+                s = self.pol.streams["ble"]
+                floor = s.get("rssi_floor", floor)
+                bits = s.get("sketch_bits", bits)
+            self.presence = Presence(self.rng, bits, floor)
+            self._start_scan()
+
+    def _beam_a(self, pin):
+        # Beams read 0 when broken (the receiver sees no light).
+        self.line.edge(0, pin.value() == 0, hal.ticks_us())
+
+    def _beam_b(self, pin):
+        self.line.edge(1, pin.value() == 0, hal.ticks_us())
+
+    def _pir_edge(self, pin):
+        self.motion.edge(True)
+
+    def _start_scan(self):
+        try:
+            hal.ble_scan(self._ble_irq, self.cfg["ble"]["duty_pct"])
+            self.faults &= ~F_BLE_OFF
+        except OSError as e:
+            print("ble: scan failed errno=%d" % e.args[0])
+            self.faults |= F_BLE_OFF
+
+    def _ble_irq(self, event, data):
+        if event == hal.BLE_SCAN_RESULT:
+            addr_type, addr, _adv_type, rssi, adv = data
+            self.presence.on_advert(addr_type, addr, rssi, adv)
+        elif event == hal.BLE_SCAN_DONE:
+            self.faults |= F_BLE_OFF  # restarted from the loop
+
+    # ---- the loop ------------------------------------------------------------------------
     def step(self):
-        # One pass of the main loop; returns how long to sleep (ms) before the next one.
+        """One pass of the main loop; returns how long to sleep (ms) before the next one."""
+        now_ms = hal.ticks_ms()
+        if self.wdt is not None:
+            self.wdt.feed()  # only a loop that gets here is healthy
+        if not hal.clock_valid():
+            self.faults |= F_CLOCK
+            if hal.ticks_diff(now_ms, self.next_ntp) >= 0:
+                self.next_ntp = hal.ticks_add(now_ms, self.cfg["ntp_retry_s"] * 1000)
+                self.net.sync_time()
+        if self.env_period and "env" in self.start and hal.ticks_diff(now_ms, self.next_env) >= 0:
+            self._sample_env()
+            self.next_env = hal.ticks_add(self.next_env, self.env_period)
+            if hal.ticks_diff(now_ms, self.next_env) >= 0:  # fell behind (slept long): catch up
+                self.next_env = hal.ticks_add(now_ms, self.env_period)
+        if self.line is not None:
+            self.line.poll(hal.ticks_us())
+        if self.presence is not None and self.faults & F_BLE_OFF:
+            self._start_scan()
+        wake = self._windows()
+        if self.uplink is not None and hal.ticks_diff(now_ms, self.next_pump) >= 0:
+            self._pump()
+        return self._sleep_ms(wake)
+
+    def _sleep_ms(self, window_wake_s):
+        now = hal.ticks_ms()
+        ms = 3600000
+        if "env" in self.start:
+            ms = min(ms, hal.ticks_diff(self.next_env, now))
+        if window_wake_s is not None:
+            # Wake just after the boundary: epoch() has whole seconds only.
+            ms = min(ms, window_wake_s * 1000 - hal.epoch_ms() % 1000 + 5)
+        if self.uplink is not None and self.uplink.depth:
+            ms = min(ms, hal.ticks_diff(self.next_pump, now))
+        if not hal.clock_valid():
+            ms = min(ms, hal.ticks_diff(self.next_ntp, now))
+        if self.line is not None and self.line.busy():
+            ms = min(ms, 100)  # let the line counter close an episode promptly
+        if self.wdt_ms:
+            ms = min(ms, self.wdt_ms // 2)  # the watchdog runs on while we sleep
+        return ms if ms > 0 else 0
+
+    def _sample_env(self):
+        w = self.envw
         try:
             if self.env is None:
-                self.env = BME280(self.i2c)
+                self.env = BME280(self.i2c, osrs_t=self.cfg["env"]["osrs"],
+                                  osrs_p=self.cfg["env"]["osrs"], osrs_h=self.cfg["env"]["osrs"])
+                if self.faults & (F_ENV_MISSING | F_ENV_CHIP):
+                    print("env: sensor back")
+                self.faults &= ~(F_ENV_MISSING | F_ENV_CHIP)
             t, p, h = self.env.read()
-            print("env t=%sC rh=%s%% p=%dPa" % (_fmt_centi(t), _fmt_centi(h), p))
-        except OSError as e:
+        except OSError:
             self.env = None
-            print("env error errno=%d" % (e.args[0] if e.args else -1))
-        self.next_ms = hal.ticks_add(self.next_ms, PERIOD_MS)
-        return max(0, hal.ticks_diff(self.next_ms, hal.ticks_ms()))
+            w.errors += 1
+            self._env_fault()
+            return
+        if not (-4000 <= t <= 8500 and 0 <= h <= 10000 and 30000 <= p <= 110000):
+            w.errors += 1
+            if not self.faults & F_ENV_RANGE:
+                print("env: reading out of range")
+            self.faults |= F_ENV_RANGE
+            return
+        self.faults &= ~F_ENV_RANGE
+        last = self.last_raw
+        if last[0] == t and last[1] == h and last[2] == p:
+            self.same += 1
+            if self.same >= _STUCK_SAMPLES:
+                if not self.faults & F_ENV_STUCK:
+                    print("env: sensor stuck")
+                    self.faults |= F_ENV_STUCK
+                w.errors += 1
+                return
+        else:
+            self.same = 0
+            self.faults &= ~F_ENV_STUCK
+        last[0] = t
+        last[1] = h
+        last[2] = p
+        w.add(t, p, h)
+
+    def _env_fault(self):
+        # Tell a missing sensor (no answer) from a wrong chip (answers, wrong id).
+        was = self.faults & (F_ENV_MISSING | F_ENV_CHIP)
+        try:
+            self.i2c.readfrom_mem(0x76, 0xD0, 1)
+            self.faults = (self.faults & ~F_ENV_MISSING) | F_ENV_CHIP
+        except OSError:
+            self.faults = (self.faults & ~F_ENV_CHIP) | F_ENV_MISSING
+        if not was:
+            print("env: sensor fault (%s)" % ("chip id" if self.faults & F_ENV_CHIP else "no answer"))
+
+    # ---- windows ---------------------------------------------------------------------------
+    def _windows(self):
+        """Close every window that has ended; return seconds until the next one ends."""
+        if not hal.clock_valid():
+            return None
+        self.faults &= ~F_CLOCK
+        now = hal.epoch()
+        wake = None
+        for name in self.start:
+            length = self.length[name]
+            start = self.start[name]
+            if start < 0:
+                self._open(name, window.window_start(now, length), now)
+            elif now >= start + length:
+                self._close(name, start, length)
+                self._open(name, window.window_start(now, length), now)
+            left = self.start[name] + length - now
+            if wake is None or left < wake:
+                wake = left
+        return wake
+
+    def _open(self, name, start, now):
+        self.start[name] = start
+        if name == "env":
+            self.envw.reset()
+            # Samples the window can still get, so missing ones are counted as lost.
+            self.env_first = now
+
+    def _expected(self, start, length):
+        per = self.env_period // 1000 or 1
+        first = self.env_first if self.env_first > start else start
+        return (start + length - first) // per
+
+    def _close(self, name, start, length):
+        if name == "env":
+            w = self.envw
+            self.errors += w.errors
+            if self.gate is None:
+                self._bench_env(start, length, w)
+            else:
+                self._emit(self.gate.env(start, length, w, self._expected(start, length)))
+        elif name == "doorway":
+            n_in, n_out = self.line.take()
+            if self.gate is None:
+                print("win %s doorway in=%d out=%d" % (_stamp(start), n_in, n_out))
+            else:
+                for r in self.gate.counts(
+                    "doorway", start, length, (n_in, n_out), (gate.S_DOOR_IN, gate.S_DOOR_OUT)
+                ):
+                    self._emit(r)
+        elif name == "motion":
+            n = self.motion.take()
+            if self.gate is None:
+                print("win %s motion n=%d" % (_stamp(start), n))
+            else:
+                for r in self.gate.counts("motion", start, length, (n,), (gate.S_MOTION,)):
+                    self._emit(r)
+        elif name == "ble":
+            ok = not self.faults & F_BLE_OFF
+            n = self.presence.roll()
+            if self.gate is None:
+                print("win %s ble distinct=%d%s" % (_stamp(start), n, "" if ok else " (off)"))
+            else:
+                for r in self.gate.counts("ble", start, length, (n,), (gate.S_BLE,), ok):
+                    self._emit(r)
+        elif name == "health":
+            self._health(start, length)
+
+    def _bench_env(self, start, length, w):
+        if w.t.n:
+            print(
+                "win %s env t=%s/%s/%sC rh=%s%% p=%dPa n=%d lost=%d err=%d"
+                % (
+                    _stamp(start), _fmt_centi(w.t.mean()), _fmt_centi(w.t.lo),
+                    _fmt_centi(w.t.hi), _fmt_centi(w.h.mean()), w.p.mean(), w.t.n,
+                    max(0, self._expected(start, length) - w.t.n), w.errors,
+                )
+            )
+        else:
+            print("win %s env none lost=%d err=%d" % (
+                _stamp(start), self._expected(start, length), w.errors))
+
+    def _health(self, start, length):
+        gc.collect()
+        up = hal.ticks_diff(hal.ticks_ms(), self.boot_ms) // 1000
+        depth = self.uplink.depth if self.uplink is not None else 0
+        dropped = self.uplink.take_dropped() if self.uplink is not None else 0
+        errors = self.errors
+        fields = {
+            20: up,
+            21: self.boots,
+            22: _CAUSE_CODES.get(self.cause, 4),
+            23: hal.mem_free(),
+            24: errors,
+            25: self.faults,
+            26: depth,
+            27: dropped,
+        }
+        self.errors = 0
+        if self.gate is None:
+            print(
+                "win %s health up=%ds boots=%d cause=%s free=%d err=%d faults=0x%02x q=%d"
+                % (_stamp(start), up, self.boots, self.cause, fields[23], errors, self.faults,
+                   depth)
+            )
+        else:
+            self._emit(self.gate.health(start, length, fields))
+
+    def _emit(self, record):
+        if record is None:
+            return
+        print("rel " + _describe(record))
+        if self.uplink is not None:
+            try:
+                self.uplink.submit(gate.encode(record))
+            except Exception as e:  # a full flash or a broken outbox must not stop sensing
+                self.errors += 1
+                print("uplink: submit failed: %s" % (e.args[0] if e.args else type(e).__name__))
+            self.next_pump = hal.ticks_ms()
+
+    def _pump(self):
+        try:
+            self.uplink.pump(2000)
+        except Exception as e:
+            self.errors += 1
+            print("uplink: %s" % (e.args[0] if e.args else type(e).__name__))
+        self.next_pump = hal.ticks_add(hal.ticks_ms(), _PUMP_MS)
+
+
+_NAMES = {1: "env", 2: "door_in", 3: "door_out", 4: "motion", 5: "ble", 6: "health"}
+_STATUS = {1: "below-k", 2: "budget-exhausted", 3: "unavailable"}
+
+
+def _describe(r):
+    # One console line for a released record: what leaves the device, nothing else.
+    s = "%s %s/%d" % (_NAMES.get(r[7], "?"), _stamp(r[0]), r[1])
+    if 16 in r:
+        return s + " " + _STATUS.get(r[16], "?")
+    if 6 in r:
+        return s + " value=%d" % r[6]
+    keys = sorted(k for k in r if k not in (0, 1, 2, 7, 17))
+    for k in keys:
+        s += " %d=%d" % (k, r[k])
+    return s
 
 
 def setup():

@@ -3,21 +3,38 @@
 # Pins, buses and budgets come from /board.json (the board definition deployed with the
 # firmware), so one firmware tree serves every board. On an emulated board the same calls
 # reach emulated peripherals and a virtual clock.
+import gc
 import json
+import os
 import time
 
 import machine
 
 ticks_ms = time.ticks_ms
+ticks_us = time.ticks_us
 ticks_diff = time.ticks_diff
 ticks_add = time.ticks_add
 sleep_ms = time.sleep_ms
+gmtime = time.gmtime
+urandom = os.urandom
+mem_free = gc.mem_free
+
+IRQ_RISING = machine.Pin.IRQ_RISING
+IRQ_BOTH = machine.Pin.IRQ_RISING | machine.Pin.IRQ_FALLING
+BLE_SCAN_RESULT = 5
+BLE_SCAN_DONE = 6
 
 # reset_cause() values differ by port; name them once here.
 _CAUSES = {
     machine.PWRON_RESET: "power",
     machine.WDT_RESET: "watchdog",
+    machine.HARD_RESET: "reset",
+    machine.DEEPSLEEP_RESET: "deepsleep",
 }
+_BOOTS = "/boots"
+_ble = None
+_radio_on = False
+_can_lightsleep = False
 
 
 class Board:
@@ -30,6 +47,8 @@ class Board:
         self.radios = d["radios"]
         self.ram_budget = d["ram_budget"]
         self.can_lightsleep = d.get("lightsleep", False)
+        global _can_lightsleep
+        _can_lightsleep = self.can_lightsleep
 
     def i2c(self):
         c = self.pins["i2c"]
@@ -42,6 +61,13 @@ class Board:
             return machine.Pin(self.pins[name], machine.Pin.IN)
         return machine.Pin(self.pins[name], machine.Pin.IN, pull)
 
+    def watchdog(self, timeout_ms):
+        """A hardware watchdog; returns (wdt, timeout actually used)."""
+        # The RP2040's watchdog counts at most about 8.3 s.
+        top = 8000 if self.port == "rp2" else 600000
+        t = timeout_ms if timeout_ms < top else top
+        return machine.WDT(timeout=t), t
+
     def led(self):
         return machine.Pin(self.pins["led"], machine.Pin.OUT, value=0)
 
@@ -51,15 +77,24 @@ def epoch():
     return time.time()
 
 
+def epoch_ms():
+    # Milliseconds since 1970, to wake right at a window boundary rather than up to 1 s late.
+    return time.time_ns() // 1000000
+
+
 def clock_valid():
     # The RTC starts at 2000-01-01 after a power loss; anything before 2024 is unset.
     return time.time() > 1704067200
 
 
 def idle(ms):
-    # Sleep between work. Light sleep keeps RAM and pin IRQs; on an emulated board time
-    # advances straight to the next event.
-    if ms > 0:
+    # Sleep between work. With no radio scanning, light sleep where the board has it (RAM and
+    # pin IRQs kept); otherwise an idle sleep that keeps the BLE stack serving its IRQs.
+    if ms <= 0:
+        return
+    if not _radio_on and ms >= 1000 and _can_lightsleep:
+        machine.lightsleep(ms)
+    else:
         time.sleep_ms(ms)
 
 
@@ -74,3 +109,70 @@ def unique_id():
 
 def watchdog(timeout_ms):
     return machine.WDT(timeout=timeout_ms)
+
+
+def count_boot():
+    """Boots since provisioning (kept in /boots); one small write per boot."""
+    n = 0
+    try:
+        with open(_BOOTS) as f:
+            n = int(f.read())
+    except (OSError, ValueError):
+        pass
+    n += 1
+    try:
+        with open(_BOOTS, "w") as f:
+            f.write(str(n))
+    except OSError:
+        pass  # a full flash must not stop the boot
+    return n
+
+
+def ble_scan(handler, duty_pct):
+    """Scan continuously with the given duty cycle; handler(event, data) gets the IRQs."""
+    global _ble, _radio_on
+    import bluetooth
+
+    if _ble is None:
+        _ble = bluetooth.BLE()
+    _ble.active(True)
+    _ble.irq(handler)
+    interval = 100000  # us
+    _ble.gap_scan(0, interval, interval * duty_pct // 100)
+    _radio_on = True
+
+
+class Net:
+    # Wi-Fi station and the clock: joins the configured network and sets the RTC by NTP.
+    def __init__(self, wifi):
+        self.wifi = wifi
+        self.wlan = None
+
+    def up(self):
+        if self.wifi is None:
+            return False
+        import network
+
+        if self.wlan is None:
+            self.wlan = network.WLAN(network.STA_IF)
+            self.wlan.active(True)
+        if self.wlan.isconnected():
+            return True
+        if self.wlan.status() != network.STAT_CONNECTING:
+            self.wlan.connect(self.wifi["ssid"], self.wifi.get("key", ""))
+        for _ in range(50):  # association and DHCP take a few seconds
+            time.sleep_ms(100)
+            if self.wlan.isconnected():
+                return True
+        return False
+
+    def sync_time(self):
+        if not self.up():
+            return False
+        import ntptime
+
+        try:
+            ntptime.settime()
+            return True
+        except (OSError, OverflowError):
+            return False
