@@ -197,7 +197,8 @@ function checkSpace(fd, iov, iovcnt) {
   const mem = new DataView(Module.HEAPU8.buffer); // the build exports only HEAPU8
   for (let i = 0; i < iovcnt; i++) n += mem.getUint32(iov + 8 * i + 4, true);
   const size = stream.node.usedBytes ?? 0;
-  const end = Math.max(size, stream.position + n);
+  const pos = stream.flags & 0x400 ? size : stream.position; // O_APPEND writes at the end
+  const end = Math.max(size, pos + n);
   const grow = Math.ceil(end / FS_BLOCK) - Math.max(1, Math.ceil(size / FS_BLOCK));
   if (grow > 0 && flashUsed + grow * FS_BLOCK > FS_SIZE) return E_NOSPC;
   if (grow > 0) flashUsed += grow * FS_BLOCK;

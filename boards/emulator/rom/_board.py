@@ -125,7 +125,7 @@ def setup(cfg_json):
     # of the file system, as on a board; the rest of the VM's file system (/dev, /tmp, /rom...)
     # stays out of sight.
     for name in ("time", "os", "gc", "micropython", "machine", "bluetooth", "network",
-                 "ntptime", "cryptolib", "random"):
+                 "ntptime", "cryptolib", "random", "hostlink"):
         mod = __import__("_v" + name)
         sys.modules[name] = mod
     import os

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -74,7 +75,35 @@ def prepare_flash(
     flash_dir.mkdir(parents=True, exist_ok=True)
     if firmware is None:
         return 0
-    return firmware_build.install(firmware_build.build(board, firmware, mpy=mpy), flash_dir)
+    n = firmware_build.install(firmware_build.build(board, firmware, mpy=mpy), flash_dir)
+    cfg = flash_dir / "config.json"
+    if not cfg.exists():
+        # An emulated board sits within reach of the world's emulated access point; a real
+        # board gets its Wi-Fi settings from `atsource provision --config`.
+        cfg.write_text(json.dumps(EMULATED_CONFIG) + "\n")
+        n += 1
+    return n
+
+
+EMULATED_CONFIG = {"v": 1, "wifi": {"ssid": "atsource-emulated", "key": ""}}
+
+
+def frame_writer(path: Path) -> Callable[[bytes], bool]:
+    """An ``on_frame`` that appends each frame to a capture file: hex, one frame per line
+    (the format ``atsource receive`` reads; ``#`` lines are comments)."""
+    try:
+        f = path.open("a", encoding="ascii")
+    except OSError as e:
+        raise UserError(f"cannot write uplink capture {path}: {e.strerror}") from None
+    f.write(f"# atsource uplink capture, started {datetime.now().isoformat(timespec='seconds')}\n")
+    f.flush()
+
+    def write(frame: bytes) -> bool:
+        f.write(frame.hex() + "\n")
+        f.flush()  # a frame counts as delivered once it is in the file
+        return True
+
+    return write
 
 
 class ServedBoard:
@@ -151,6 +180,7 @@ def serve_board(
     tcp_port: int | None = 0,
     instance: str | None = None,
     stall_timeout: float = 10.0,
+    on_frame: Callable[[bytes], bool] | None = None,
 ) -> Iterator[ServedBoard]:
     """Run an emulated board behind a pty and a TCP port for the duration of the block."""
     b = load_board(board) if isinstance(board, str) else board
@@ -163,6 +193,7 @@ def serve_board(
         start_us=start_us,
         instance=instance,
         stall_timeout=stall_timeout,
+        on_frame=on_frame,
     )
     bridge = SerialBridge(pty=pty, tcp_port=tcp_port)
     served = ServedBoard(emu, bridge).start()

@@ -59,6 +59,8 @@ class RunStats:
     events: int = 0
     wall_s: float = 0.0
     sim_us: int = 0
+    frames: int = 0  # uplink frames the host link delivered (on_frame accepted them)
+    frames_refused: int = 0  # host link sends that failed (network down, no taker, refused)
 
 
 def fmt_time(t_us: int) -> str:
@@ -82,6 +84,7 @@ class EmulatedBoard:
         instance: str | None = None,
         enforce_heap: bool = True,
         entry: str | None = None,
+        on_frame: Callable[[bytes], bool] | None = None,
     ) -> None:
         self.board = load_board(board) if isinstance(board, str) else board
         self.flash_dir = Path(flash_dir)
@@ -95,6 +98,9 @@ class EmulatedBoard:
         self.seed = seed
         self.speed = speed
         self.on_line = on_line
+        # The host link (boards/emulator/rom/_vhostlink.py): frames the firmware sends go here;
+        # True means delivered (the firmware may then forget the frame).
+        self.on_frame = on_frame
         self.stall_timeout = stall_timeout
         self.enforce_heap = enforce_heap
         # None: run main.py as a board does. A module name (e.g. "sensor.app"): drive its
@@ -655,6 +661,22 @@ class EmulatedBoard:
 
     def _q_ntp(self, q: dict[str, Any]) -> str:
         return json.dumps(self.now_us)
+
+    def _q_link(self, q: dict[str, Any]) -> str:
+        # One uplink frame over the host link. It fails while the world's network is down (a
+        # scenario outage), as the board's real uplink would.
+        ok = False
+        if self.on_frame is not None and self._net_up:
+            try:
+                frame = bytes.fromhex(q["f"])
+            except (KeyError, TypeError, ValueError):
+                frame = None
+            ok = frame is not None and bool(self.on_frame(frame))
+        if ok:
+            self.stats.frames += 1
+        else:
+            self.stats.frames_refused += 1
+        return "true" if ok else "false"
 
     def _q_reset(self, q: dict[str, Any]) -> None:
         self._restart("reset")

@@ -1,0 +1,403 @@
+# The outbox: sealed frames wait on flash, in order, until the transport confirms them
+# (docs/uplink.md has the format and the crash analysis).
+#
+# /outbox.log   header b"AOB" 0x01 gen(4), then entries: len(2) crc32(4) frame(len); the CRC
+#               covers the length bytes and the frame.
+# /outbox.head  magic b"OBH1" gen(4) head(4) dropped(4) crc32(4): the offset of the oldest
+#               unconfirmed entry in the log of generation gen, and the frames dropped since
+#               the last health record. Written to a temporary file and renamed (atomic).
+#
+# An append is one write to the end of the log, made durable by close. A power cut can only
+# leave a torn last entry, which the next open() finds (bad length or CRC) and cuts off. A head
+# from another generation (a crash between a compaction's rename and its head write) means the
+# log starts live. Confirmed frames are forgotten by moving the head; the log is deleted when
+# everything is confirmed, or rewritten without its dead prefix when that grows large.
+import binascii
+import os
+
+from micropython import const
+
+MAX_FRAME = const(1024)
+_HDR = const(8)  # file header
+_EHDR = const(6)  # entry header
+_ENOSPC = const(28)  # MicroPython's errno module has no name for it
+_COMPACT_AT = const(4096)  # dead prefix (bytes) worth a rewrite, once it also exceeds the rest
+_CHUNK = const(256)
+_HEAD_MAGIC = b"OBH1"
+
+
+def _u32(b, off):
+    return int.from_bytes(b[off : off + 4], "big")
+
+
+def _crc(data, value=0):
+    return binascii.crc32(data, value) & 0xFFFFFFFF
+
+
+def _errno(e):
+    return e.args[0] if e.args else -1
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+class Outbox:
+    def __init__(self, path="/outbox.log", capacity=2000):
+        if capacity < 1:
+            raise ValueError("capacity")
+        base = path[:-4] if path.endswith(".log") else path
+        self.path = path
+        self.head_path = base + ".head"
+        self._tmp = base + ".tmp"
+        self.capacity = capacity
+        self.writes = 0  # durable file writes (appends, head records, rewrites)
+        self.depth = 0  # frames waiting
+        self.dropped = 0  # frames dropped since the last take_dropped()
+        self._gen = 0
+        self._head = _HDR  # offset of the oldest waiting entry
+        self._end = _HDR  # end of the last whole entry
+        self._exists = False  # whether the log file holds a valid header
+        self._dirty = False  # head or dropped changed since the head record was written
+        self._suspect = False  # a failed write may have left part of an entry
+        self._buf = bytearray(_EHDR + MAX_FRAME)
+        self._mv = memoryview(self._buf)
+        self._recover()
+        if self.depth > self.capacity:  # the configured capacity shrank
+            while self.depth > self.capacity:
+                self._drop_head()
+            self.sync()
+
+    # ---- reading -------------------------------------------------------------------------------
+    def _entry(self, f, off):
+        # Length of the whole entry at off (into self._buf), or 0 if it is torn or damaged.
+        mv = self._mv
+        f.seek(off)
+        if f.readinto(mv[:_EHDR]) != _EHDR:
+            return 0
+        n = (self._buf[0] << 8) | self._buf[1]
+        if n == 0 or n > MAX_FRAME:
+            return 0
+        if f.readinto(mv[_EHDR : _EHDR + n]) != n:
+            return 0
+        if _crc(mv[_EHDR : _EHDR + n], _crc(mv[:2])) != _u32(self._buf, 2):
+            return 0
+        return _EHDR + n
+
+    def _read_head_record(self):
+        try:
+            with open(self.head_path, "rb") as f:
+                d = f.read(32)
+        except OSError:
+            return None
+        if len(d) != 20 or d[:4] != _HEAD_MAGIC or _crc(d[:16]) != _u32(d, 16):
+            return None
+        return _u32(d, 4), _u32(d, 8), _u32(d, 12)
+
+    def _recover(self):
+        # Rebuild the state from flash (at open): the valid prefix of the log, the head, the
+        # depth; a torn tail is cut off.
+        rec = self._read_head_record()
+        self.dropped = rec[2] if rec else 0
+        self._dirty = False
+        self._suspect = False
+        gen = -1
+        head = off = size = _HDR
+        depth = 0
+        found = False
+        try:
+            f = open(self.path, "rb")
+        except OSError:
+            f = None
+        if f is not None:
+            try:
+                h = f.read(_HDR)
+                if len(h) == _HDR and h[:4] == b"AOB\x01":
+                    gen = _u32(h, 4)
+                    head = rec[1] if rec and rec[0] == gen else _HDR
+                    while True:
+                        if off == head:
+                            found = True
+                        n = self._entry(f, off)
+                        if not n:
+                            break
+                        if found:
+                            depth += 1
+                        off += n
+                    f.seek(0, 2)
+                    size = f.tell()
+            finally:
+                f.close()
+        if gen < 0:
+            # No log, or one whose header never became durable: start a new generation.
+            if f is not None:
+                _remove(self.path)
+            self._gen = (rec[0] + 1) & 0xFFFFFFFF if rec else 0
+            self._head = self._end = _HDR
+            self.depth = 0
+            self._exists = False
+            return
+        if not found:
+            # A head that is no entry boundary of this log: deliver all again (duplicates are
+            # rejected by the receiver as replays; a lost frame could not be recovered).
+            depth = 0
+            head = o = _HDR
+            with open(self.path, "rb") as f:
+                while o < off:
+                    o += self._entry(f, o)
+                    depth += 1
+        self._gen = gen
+        self._exists = True
+        self._head = head
+        self._end = off
+        self.depth = depth
+        if size > off:
+            self._truncate(off)
+
+    def _reload(self):
+        # The log changed under us (damaged flash): save what RAM knows, then rebuild.
+        self.sync()
+        self._recover()
+
+    def _fix_tail(self):
+        # After a failed write: cut whatever part of an entry reached the file.
+        if self._exists:
+            try:
+                size = os.stat(self.path)[6]
+            except OSError:
+                size = 0
+            if size > self._end:
+                self._truncate(self._end)
+        else:
+            _remove(self.path)
+        self._suspect = False
+
+    def _truncate(self, end):
+        # Cut a torn tail: copy the valid part and rename it over the log (MicroPython files
+        # have no truncate()).
+        self._copy(0, end, None)
+        self._end = end
+
+    def _copy(self, start, end, header):
+        # Write [start, end) of the log (after a new header, if given) to the temporary file
+        # and rename it over the log.
+        mv = self._mv
+        try:
+            with open(self.path, "rb") as src, open(self._tmp, "wb") as dst:
+                if header is not None:
+                    dst.write(header)
+                src.seek(start)
+                left = end - start
+                while left > 0:
+                    n = src.readinto(mv[: min(left, _CHUNK)])
+                    if not n:
+                        raise OSError(5)
+                    dst.write(mv[:n])
+                    left -= n
+        except OSError:
+            _remove(self._tmp)
+            raise
+        os.rename(self._tmp, self.path)
+        self.writes += 1
+
+    def peek(self):
+        """The oldest waiting frame (bytes), or None when the outbox is empty."""
+        if not self.depth:
+            return None
+        with open(self.path, "rb") as f:
+            n = self._entry(f, self._head)
+        if not n:
+            # Damaged under us (it was whole at open): rebuild from flash.
+            self._reload()
+            return self.peek()
+        return bytes(self._buf[_EHDR:n])
+
+    def __iter__(self):
+        # Waiting frames, oldest first (reads the log; for inspection and tests).
+        if not self.depth:
+            return
+        off = self._head
+        with open(self.path, "rb") as f:
+            while off < self._end:
+                n = self._entry(f, off)
+                if not n:
+                    return
+                yield bytes(self._buf[_EHDR:n])
+                off += n
+
+    # ---- removing --------------------------------------------------------------------------------
+    def _advance(self):
+        with open(self.path, "rb") as f:
+            n = self._entry(f, self._head)
+        if not n:
+            self._reload()
+            return False
+        self._head += n
+        self.depth -= 1
+        self._dirty = True
+        return True
+
+    def confirm(self, sync=True):
+        """The transport confirmed the oldest frame: forget it. With sync=False the head is
+        written at the next sync() (a power cut before then delivers it again: a duplicate the
+        receiver rejects as a replay, never a loss)."""
+        if self.depth and self._advance():
+            if not self.depth:
+                self._drain()
+            elif sync:
+                self.sync()
+
+    def _drop_head(self):
+        if self._advance():
+            self.dropped += 1
+            if not self.depth:
+                self._drain()
+
+    def take_dropped(self):
+        """Frames dropped since the last call (for the health record); clears the count."""
+        n = self.dropped
+        if n:
+            self.dropped = 0
+            self._dirty = True
+            self.sync()
+        return n
+
+    def _drain(self):
+        # Everything confirmed: delete the log first. A cut before the head record is updated
+        # leaves a head without a log, which open() ignores (it keeps only the dropped count).
+        _remove(self.path)
+        self._exists = False
+        self._suspect = False
+        self._gen = (self._gen + 1) & 0xFFFFFFFF
+        self._head = self._end = _HDR
+        self._dirty = True
+        self.sync()
+
+    def sync(self):
+        """Make the head durable (compacting the log when its dead prefix is large). A full
+        flash leaves it for later: the only risk is a frame delivered twice."""
+        if not self._dirty:
+            return
+        if not self._exists and not self.dropped:
+            _remove(self.head_path)
+            self._dirty = False
+            return
+        dead = self._head - _HDR
+        try:
+            if self._exists and dead >= _COMPACT_AT and dead >= self._end - self._head:
+                self._compact()
+            else:
+                self._write_head()
+        except OSError as e:
+            if _errno(e) != _ENOSPC:
+                raise
+
+    def _compact(self):
+        # Rewrite the live entries as a new generation; the old head record names the old
+        # generation, so a cut before the new one is written reads the new log from its start.
+        gen = (self._gen + 1) & 0xFFFFFFFF
+        self._copy(self._head, self._end, b"AOB\x01" + gen.to_bytes(4, "big"))
+        self._gen = gen
+        self._end = _HDR + self._end - self._head
+        self._head = _HDR
+        self._suspect = False
+        self._dirty = True
+        self._write_head()
+
+    def _write_head(self):
+        rec = bytearray(_HEAD_MAGIC)
+        for v in (self._gen, self._head, self.dropped):
+            rec.extend(v.to_bytes(4, "big"))
+        rec.extend(_crc(rec).to_bytes(4, "big"))
+        tmp = self.head_path + ".tmp"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(rec)
+        except OSError:
+            _remove(tmp)
+            raise
+        os.rename(tmp, self.head_path)
+        self.writes += 1
+        self._dirty = False
+
+    # ---- appending -------------------------------------------------------------------------------
+    def append(self, frame):
+        """Add a frame at the end. When full, the oldest frame is dropped (counted). When the
+        flash is full, older frames are dropped until it fits. Returns False only if the frame
+        itself could not be stored (counted as dropped); a full flash never raises."""
+        n = len(frame)
+        if n == 0 or n > MAX_FRAME:
+            raise ValueError("frame size")
+        full = self.depth >= self.capacity
+        while self.depth >= self.capacity:
+            self._drop_head()
+        while True:
+            try:
+                if self._suspect:
+                    self._fix_tail()
+                self._write(frame)
+                break
+            except OSError as e:
+                self._suspect = True
+                if _errno(e) != _ENOSPC:
+                    raise
+                if not self._make_room():
+                    self.dropped += 1
+                    self._dirty = True
+                    self.sync()
+                    return False
+        if full:
+            self.sync()
+        return True
+
+    def shed(self):
+        """Flash is full elsewhere: give up the oldest frames (counted). False if empty."""
+        if self._make_room():
+            self.sync()
+            return True
+        return False
+
+    def _make_room(self):
+        # Drop the oldest eighth of the backlog (at least one frame) and rewrite the log
+        # without it (which also cuts a torn tail). False when there is nothing to drop.
+        if not self.depth:
+            if self._exists:
+                self._drain()  # only a torn tail was left: free its blocks
+            return False
+        k = max(1, self.depth // 8)
+        while k and self.depth:
+            self._drop_head()
+            k -= 1
+        if self._exists:
+            try:
+                self._compact()
+            except OSError as e:
+                if _errno(e) != _ENOSPC:
+                    raise
+                # Not even room for the rewrite: give up the whole backlog.
+                while self.depth:
+                    self._drop_head()
+        return True
+
+    def _write(self, frame):
+        n = len(frame)
+        entry = bytearray(_EHDR + n)
+        entry[0] = n >> 8
+        entry[1] = n & 0xFF
+        entry[_EHDR:] = frame
+        entry[2:_EHDR] = _crc(frame, _crc(entry[:2])).to_bytes(4, "big")
+        if self._exists:
+            with open(self.path, "ab") as f:
+                f.write(entry)
+        else:
+            with open(self.path, "wb") as f:
+                f.write(b"AOB\x01" + self._gen.to_bytes(4, "big"))
+                f.write(entry)
+            self._exists = True
+            self._head = self._end = _HDR
+        self._end += len(entry)
+        self.depth += 1
+        self.writes += 1
