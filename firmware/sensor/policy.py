@@ -1,0 +1,429 @@
+# The privacy policy in force (docs/privacy.md): validation and the canonical hash.
+#
+# The host (host_tools/atsource/policy.py) applies the same rules with the same reason texts
+# and must compute the same hash; tests cross-check both. Here a bad stream is refused on its
+# own (the rest keep running); a fault outside `streams` refuses every stream, because the
+# budget, operator or retention the streams would run under is not known.
+import hashlib
+import json
+
+from micropython import const
+
+PATH = "/policy.json"
+VERSION = const(1)
+DAY_S = const(86400)
+URL_MAX = const(200)
+
+STREAMS = ("env", "doorway", "motion", "ble", "health")
+PEOPLE = ("doorway", "motion", "ble")
+_RELEASE = {
+    "env": ("mean", "min", "max", "samples"),
+    "doorway": ("in", "out"),
+    "motion": ("count",),
+    "ble": ("distinct",),
+    "health": ("uptime", "resets", "heap", "errors", "faults", "queue"),
+}
+_KEYS = {
+    "env": ("window_s", "release", "resolution"),
+    "doorway": ("window_s", "release", "k", "noise"),
+    "motion": ("window_s", "release", "k", "noise"),
+    "ble": ("window_s", "release", "k", "noise", "rssi_floor", "sketch_bits"),
+    "health": ("window_s", "release"),
+}
+_TOP = (
+    "policy",
+    "name",
+    "operator",
+    "purpose",
+    "legal_basis",
+    "location",
+    "retention",
+    "budget",
+    "streams",
+    "policy_url",
+)
+# JSON's short escapes, as Python's json.dumps writes them.
+_SHORT = {8: b"\\b", 9: b"\\t", 10: b"\\n", 12: b"\\f", 13: b"\\r"}
+
+
+class PolicyError(Exception):
+    """The file is not a version 1 policy at all (missing, not JSON, a float, wrong version)."""
+
+
+class Policy:
+    def __init__(self, digest, name, streams, refused, budget_milli, exhaust, device_days):
+        self.hash = digest
+        self.hash4 = digest[:4]
+        self.name = name
+        self.streams = streams
+        self.refused = refused
+        self.budget_milli = budget_milli
+        self.allow_exhaustion = exhaust
+        self.device_days = device_days
+
+
+# ---- canonical form: sorted keys, "," and ":", ASCII with \uXXXX escapes, decimal ints ----
+
+
+def _str(buf, s):
+    buf.append(0x22)
+    for c in s:
+        o = ord(c)
+        if o == 0x22 or o == 0x5C:
+            buf.append(0x5C)
+            buf.append(o)
+        elif 0x20 <= o < 0x7F:
+            buf.append(o)
+        elif o in _SHORT:
+            buf.extend(_SHORT[o])
+        elif o > 0xFFFF:
+            # UTF-16 surrogate pair, as JSON escapes require.
+            o -= 0x10000
+            buf.extend(("\\u%04x\\u%04x" % (0xD800 | (o >> 10), 0xDC00 | (o & 0x3FF))).encode())
+        else:
+            buf.extend(("\\u%04x" % o).encode())
+    buf.append(0x22)
+
+
+def _write(buf, v):
+    # bool before int: True is an int in Python.
+    if v is True:
+        buf.extend(b"true")
+    elif v is False:
+        buf.extend(b"false")
+    elif v is None:
+        buf.extend(b"null")
+    elif isinstance(v, int):
+        buf.extend(str(v).encode())
+    elif isinstance(v, str):
+        _str(buf, v)
+    elif isinstance(v, dict):
+        buf.append(0x7B)
+        first = True
+        # Sorted by code point (UTF-8 byte order is the same); never dict order.
+        for k in sorted(v):
+            if not isinstance(k, str):
+                raise ValueError("policy keys must be strings")
+            if not first:
+                buf.append(0x2C)
+            first = False
+            _str(buf, k)
+            buf.append(0x3A)
+            _write(buf, v[k])
+        buf.append(0x7D)
+    elif isinstance(v, (list, tuple)):
+        buf.append(0x5B)
+        for i in range(len(v)):
+            if i:
+                buf.append(0x2C)
+            _write(buf, v[i])
+        buf.append(0x5D)
+    else:
+        # Floats print differently on single-precision ports: no canonical form.
+        raise ValueError("policy holds a float: write scaled integers")
+
+
+def canonical(obj):
+    """The canonical JSON bytes of a policy object (docs/privacy.md)."""
+    buf = bytearray()
+    _write(buf, obj)
+    return bytes(buf)
+
+
+def digest(obj):
+    return hashlib.sha256(canonical(obj)).digest()
+
+
+def _join_pairs(v):
+    out = []
+    hi = 0
+    for c in v:
+        o = ord(c)
+        if 0xD800 <= o < 0xDC00:
+            if hi:
+                out.append(chr(hi))
+            hi = o
+            continue
+        if hi and 0xDC00 <= o < 0xE000:
+            out.append(chr(0x10000 + ((hi - 0xD800) << 10) + (o - 0xDC00)))
+        else:
+            if hi:
+                out.append(chr(hi))
+            out.append(c)
+        hi = 0
+    if hi:
+        out.append(chr(hi))
+    return "".join(out)
+
+
+def unpair(v):
+    """Join each UTF-16 surrogate pair in v's strings into one character (lists and dicts in
+    place); returns v, or the joined string.
+
+    MicroPython's json turns the escape pair of a non-BMP character (as in the canonical form
+    that `atsource provision` writes) into two lone surrogates; joined, key order and string
+    lengths are the host's.
+    """
+    if isinstance(v, str):
+        try:
+            if b"\xed" not in v.encode():  # no character in U+D000..U+DFFF: nothing to join
+                return v
+        except ValueError:  # CPython will not encode a lone surrogate: join them below
+            pass
+        return _join_pairs(v)
+    if isinstance(v, list):
+        for i in range(len(v)):
+            v[i] = unpair(v[i])
+    elif isinstance(v, dict):
+        for k in list(v):
+            x = unpair(v.pop(k))
+            v[unpair(k)] = x
+    return v
+
+
+# ---- validation: reasons are "path: message", in a fixed order (the host's order) ----
+
+
+def _isint(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int(errs, d, key, path, lo, hi):
+    if key not in d:
+        errs.append(path + key + ": missing")
+        return None
+    v = d[key]
+    if not _isint(v) or v < lo or v > hi:
+        errs.append("%s%s: must be an integer from %d to %d" % (path, key, lo, hi))
+        return None
+    return v
+
+
+def _text(errs, d, key, path, most, required=True):
+    if key not in d:
+        if required:
+            errs.append(path + key + ": missing")
+        return
+    v = d[key]
+    if not isinstance(v, str) or not v.strip(" \t\r\n") or len(v) > most:
+        errs.append("%s%s: must be a non-empty string of at most %d characters" % (path, key, most))
+
+
+def _url(errs, d, key, path, required=True):
+    if key not in d:
+        if required:
+            errs.append(path + key + ": missing")
+        return
+    v = d[key]
+    ok = isinstance(v, str) and v.startswith("https://") and 8 < len(v) <= URL_MAX
+    if ok:
+        for c in v:
+            if not 0x21 <= ord(c) <= 0x7E:
+                ok = False
+                break
+    if not ok:
+        errs.append("%s%s: must be an https:// URL of at most %d characters" % (path, key, URL_MAX))
+
+
+def _obj(errs, d, key, path):
+    if key not in d:
+        errs.append(path + key + ": missing")
+        return None
+    v = d[key]
+    if not isinstance(v, dict):
+        errs.append(path + key + ": must be an object")
+        return None
+    return v
+
+
+def _unknown(errs, d, known, path):
+    extra = [k for k in d if k not in known]
+    extra.sort()
+    for k in extra:
+        errs.append(path + k + ": unknown key")
+
+
+def _release(errs, s, path, allowed):
+    if "release" not in s:
+        errs.append(path + "release: missing")
+        return
+    v = s["release"]
+    ok = isinstance(v, list) and len(v) > 0
+    if ok:
+        seen = []
+        for x in v:
+            if not isinstance(x, str) or x not in allowed or x in seen:
+                ok = False
+                break
+            seen.append(x)
+    if not ok:
+        errs.append(
+            "%srelease: must be a non-empty list of distinct values from: %s"
+            % (path, ", ".join(allowed))
+        )
+
+
+def check_stream(name, s, budget=None, exhaust=False):
+    """Reasons to refuse stream `name` (empty: valid). budget: the daily cap, None if unknown."""
+    path = "streams." + name
+    if name not in _RELEASE:
+        return [path + ": unknown stream (known: " + ", ".join(STREAMS) + ")"]
+    if not isinstance(s, dict):
+        return [path + ": must be an object"]
+    path += "."
+    errs = []
+    w = _int(errs, s, "window_s", path, 60, DAY_S)
+    if w is not None and DAY_S % w:
+        errs.append(path + "window_s: must divide 86400 (whole windows per day)")
+        w = None
+    _release(errs, s, path, _RELEASE[name])
+    if name == "env":
+        r = _obj(errs, s, "resolution", path)
+        if r is not None:
+            rp = path + "resolution."
+            _int(errs, r, "temp_centi", rp, 1, 10000)
+            _int(errs, r, "rh_centi", rp, 1, 10000)
+            _int(errs, r, "pressure_pa", rp, 1, 100000)
+            _unknown(errs, r, ("temp_centi", "rh_centi", "pressure_pa"), rp)
+    elif name in PEOPLE:
+        _int(errs, s, "k", path, 2, 1000)
+        n = _obj(errs, s, "noise", path)
+        eps = None
+        if n is not None:
+            np_ = path + "noise."
+            if "mechanism" not in n:
+                errs.append(np_ + "mechanism: missing")
+            elif n["mechanism"] != "geometric":
+                errs.append(np_ + 'mechanism: must be "geometric"')
+            eps = _int(errs, n, "epsilon_milli", np_, 1, 10000)
+            _unknown(errs, n, ("mechanism", "epsilon_milli"), np_)
+        if name == "ble":
+            _int(errs, s, "rssi_floor", path, -120, 0)
+            b = _int(errs, s, "sketch_bits", path, 256, 65536)
+            if b is not None and b & (b - 1):
+                errs.append(path + "sketch_bits: must be a power of two from 256 to 65536")
+        if w is not None and eps is not None and budget is not None:
+            per_day = DAY_S // w
+            spend = per_day * eps
+            if eps > budget:
+                errs.append(
+                    "%snoise.epsilon_milli: %d exceeds budget.epsilon_milli_per_day %d"
+                    % (path, eps, budget)
+                )
+            elif spend > budget and not exhaust:
+                errs.append(
+                    "%snoise.epsilon_milli: %d windows a day x %d = %d exceeds "
+                    "budget.epsilon_milli_per_day %d (or set budget.allow_exhaustion)"
+                    % (path, per_day, eps, spend, budget)
+                )
+    _unknown(errs, s, _KEYS[name], path)
+    return errs
+
+
+def _check(d):
+    # (reasons before streams, {stream: reasons}, reasons after streams): the host's order.
+    g = []
+    if not _isint(d.get("policy")) or d["policy"] != VERSION:
+        g.append("policy: must be 1 (the policy format version)")
+    _text(g, d, "name", "", 100)
+    op = _obj(g, d, "operator", "")
+    if op is not None:
+        _text(g, op, "name", "operator.", 100)
+        _text(g, op, "contact", "operator.", 200)
+        _url(g, op, "url", "operator.", False)
+        _unknown(g, op, ("name", "contact", "url"), "operator.")
+    _text(g, d, "purpose", "", 500)
+    _text(g, d, "legal_basis", "", 100)
+    loc = _obj(g, d, "location", "")
+    if loc is not None:
+        _int(g, loc, "coarsen_m", "location.", 1, 100000)
+        _unknown(g, loc, ("coarsen_m",), "location.")
+    ret = _obj(g, d, "retention", "")
+    if ret is not None:
+        _int(g, ret, "device_days", "retention.", 1, 365)
+        _int(g, ret, "receiver_days", "retention.", 1, 36500)
+        _unknown(g, ret, ("device_days", "receiver_days"), "retention.")
+    bud = _obj(g, d, "budget", "")
+    budget = None
+    exhaust = False
+    if bud is not None:
+        budget = _int(g, bud, "epsilon_milli_per_day", "budget.", 1, 100000)
+        if "allow_exhaustion" in bud:
+            exhaust = bud["allow_exhaustion"]
+            if exhaust is not True and exhaust is not False:
+                g.append("budget.allow_exhaustion: must be true or false")
+                exhaust = False
+        _unknown(g, bud, ("epsilon_milli_per_day", "allow_exhaustion"), "budget.")
+    per = {}
+    st = _obj(g, d, "streams", "")
+    if st is not None:
+        for name in st:
+            per[name] = check_stream(name, st[name], budget, exhaust)
+    tail = []
+    _url(tail, d, "policy_url", "")
+    _unknown(tail, d, _TOP, "")
+    return g, per, tail
+
+
+def check(d):
+    """(reasons outside streams, {stream: reasons}) for a policy object."""
+    g, per, tail = _check(d)
+    return g + tail, per
+
+
+def reasons(d):
+    """Every reason, in the host's order: empty when the policy is valid."""
+    g, per, tail = _check(d)
+    names = list(per)
+    names.sort()
+    for name in names:
+        g.extend(per[name])
+    return g + tail
+
+
+def load(path=PATH, log=print):
+    """The policy in force. Bad streams are refused (and said on the console); the rest run."""
+    try:
+        with open(path) as f:
+            d = json.load(f)
+        unpair(d)
+    except OSError:
+        raise PolicyError("no policy file")
+    except ValueError:
+        raise PolicyError("policy file is not JSON")
+    if not isinstance(d, dict) or not _isint(d.get("policy")) or d["policy"] != VERSION:
+        raise PolicyError("not a version 1 policy")
+    try:
+        h = digest(d)
+    except ValueError as e:
+        raise PolicyError(str(e))
+    g, per = check(d)
+    streams = {}
+    refused = {}
+    for name in per:
+        errs = per[name]
+        if g:
+            refused[name] = g[0]
+        elif errs:
+            refused[name] = errs[0]
+        else:
+            streams[name] = d["streams"][name]
+    tag = h[:4].hex()
+    if g:
+        log("policy %s: %s; every stream refused" % (tag, g[0]))
+    for name in sorted(refused):
+        if not g:
+            log("policy %s: stream %s refused: %s" % (tag, name, refused[name]))
+    log("policy %s in force: %s" % (tag, " ".join(sorted(streams)) or "no streams"))
+    if g:
+        return Policy(h, "", streams, refused, 0, False, 1)
+    bud = d["budget"]
+    return Policy(
+        h,
+        d["name"],
+        streams,
+        refused,
+        bud["epsilon_milli_per_day"],
+        bud.get("allow_exhaustion", False),
+        d["retention"]["device_days"],
+    )
