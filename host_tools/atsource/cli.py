@@ -87,6 +87,11 @@ def main() -> None:
     show_default=True,
     help="Name of this board instance (its identity and default flash dir).",
 )
+@click.option(
+    "--uplink",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Append frames the board sends over the host link to FILE (hex, one per line).",
+)
 @click.option("--quiet", is_flag=True, help="Do not print the console.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
 def emulate(
@@ -105,6 +110,7 @@ def emulate(
     speed: float | None,
     entry: str | None,
     instance: str,
+    uplink: Path | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -144,6 +150,11 @@ def emulate(
 
     if serial and speed is None:
         speed = 1.0
+    on_frame = None
+    if uplink is not None:
+        from .emulator.api import frame_writer
+
+        on_frame = frame_writer(uplink)
     emu = EmulatedBoard(
         b,
         flash,
@@ -154,6 +165,7 @@ def emulate(
         on_line=show,
         instance=instance,
         entry=None if entry == "main" else entry,
+        on_frame=on_frame,
     )
     click.echo(f"{b.name}: flash {flash}", err=True)
     try:
@@ -181,6 +193,7 @@ def emulate(
         "ram_budget": b.ram_budget,
         "resets": [{"t": fmt_time(r.t_us), "kind": r.kind} for r in stats.resets],
         "events": stats.events,
+        "frames": stats.frames,
     }
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -196,6 +209,26 @@ def emulate(
             err=True,
         )
 
+
+from .cmd_receive import receive  # noqa: E402
+
+main.add_command(receive)
+
+from .cmd_notice import notice, policy_group  # noqa: E402
+
+main.add_command(notice)
+main.add_command(policy_group)
+
+from .cmd_deploy import deploy_cmd  # noqa: E402
+from .cmd_flash import flash_cmd  # noqa: E402
+from .cmd_keys import devices, keys  # noqa: E402
+from .cmd_provision import provision_cmd  # noqa: E402
+
+main.add_command(flash_cmd)
+main.add_command(deploy_cmd)
+main.add_command(provision_cmd)
+main.add_command(devices)
+main.add_command(keys)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,106 @@
+"""`atsource deploy`: compile the firmware and copy only what changed to a board."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from .deploy import DeployResult, deploy
+
+
+class _Bar:
+    """deploy.Reporter drawn as one rich progress bar (bytes) naming the current file."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.p = progress
+        self.task: TaskID | None = None
+
+    def start(self, total_bytes: int, files: int) -> None:
+        self.task = self.p.add_task(f"{files} file(s)", total=max(total_bytes, 1))
+
+    def file(self, path: str) -> None:
+        if self.task is not None:
+            self.p.update(self.task, description=path)
+
+    def advance(self, nbytes: int) -> None:
+        if self.task is not None:
+            self.p.advance(self.task, nbytes)
+
+
+def _summary(r: DeployResult) -> str:
+    verb = "would copy" if r.dry_run else "copied"
+    return (
+        f"{r.board} on {r.port}: {verb} {len(r.copied)} file(s) ({r.bytes_copied} bytes), "
+        f"removed {len(r.removed)}, {r.unchanged} unchanged, {r.seconds:.1f} s"
+    )
+
+
+@click.command("deploy")
+@click.option("--port", "-p", required=True, help="Serial port: /dev/ttyACM0, a pty, socket://...")
+@click.option("--board", help="Board definition (default: detected from the port or the board).")
+@click.option(
+    "--firmware",
+    "src",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Firmware tree to deploy (default: the repository's firmware/).",
+)
+@click.option("--dry-run", is_flag=True, help="Show the plan; change nothing on the board.")
+@click.option(
+    "--reset/--no-reset",
+    default=True,
+    show_default=True,
+    help="Soft-reset the board afterwards (when something changed) so the new firmware runs.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def deploy_cmd(
+    port: str,
+    board: str | None,
+    src: Path | None,
+    dry_run: bool,
+    reset: bool,
+    as_json: bool,
+) -> None:
+    """Compile firmware/ with mpy-cross and copy only the files that changed.
+
+    Hashes on the board are compared with the build; files the previous deploy put there and
+    this one does not are removed; /manifest.json is written last. Data files (identity,
+    config, policy, counter, outbox) are never touched.
+
+    \b
+    Examples:
+      atsource deploy --port /dev/ttyACM0
+      atsource deploy --port /dev/pts/5 --dry-run
+    """
+    err = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=as_json or not err.is_terminal,
+    ) as progress:
+        result = deploy(
+            port, board=board, src=src, dry_run=dry_run, reset=reset, reporter=_Bar(progress)
+        )
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    if dry_run:
+        for p in result.copied:
+            click.echo(f"copy   {p}")
+        for p in result.removed:
+            click.echo(f"remove {p}")
+    click.echo(_summary(result))
