@@ -28,12 +28,15 @@ F_BLE_OFF = 16
 F_CLOCK = 32
 F_POLICY = 64
 
-_STUCK_SAMPLES = 20  # identical raw readings in a row before the sensor counts as stuck
+# Identical readings in a row before the sensor counts as stuck: an hour at the default rate
+# (a live BME280's last bits always move; a frozen one repeats itself exactly).
+_STUCK_SAMPLES = 120
 _PUMP_MS = 30000  # retry delivery this often while frames wait in the outbox
 _BENCH_WINDOW_S = 900
 
 # The bench-mode policy: windows only, nothing is released (no identity, no uplink).
 _BENCH_STREAMS = ("env", "doorway", "motion", "ble", "health")
+_ORDER = _BENCH_STREAMS  # health last: it reports the errors the other streams counted
 
 
 def _fmt_centi(v):
@@ -127,7 +130,7 @@ class App:
         self.envw = window.EnvWindow()
         self.env_period = c["env"]["sample_s"] * 1000
         self.next_env = hal.ticks_ms()
-        self.last_raw = [None, None, None]
+        self.last_raw = [0, 0, -1]
         self.same = 0
         self.env_first = 0
         if "env" in self.start:
@@ -139,39 +142,47 @@ class App:
         self.line = None
         if "doorway" in self.start:
             d = c["doorway"]
-            self.line = LineCounter(d["body_milli"], d["gap_milli"], d["debounce_ms"] * 1000)
-            a = self.board.input("beam_a")
-            b = self.board.input("beam_b")
-            self._beam = (a, b)
-            trig = hal.IRQ_BOTH
-            a.irq(self._beam_a, trig)
-            b.irq(self._beam_b, trig)
+            line = LineCounter(d["body_milli"], d["gap_milli"], d["debounce_ms"] * 1000)
+            self.line = line
+
+            # Beams read 0 when broken (the receiver sees no light).
+            def beam_a(pin):
+                line.edge(0, pin.value() == 0, hal.ticks_us())
+
+            def beam_b(pin):
+                line.edge(1, pin.value() == 0, hal.ticks_us())
+
+            self.board.input("beam_a").irq(beam_a, hal.IRQ_BOTH)
+            self.board.input("beam_b").irq(beam_b, hal.IRQ_BOTH)
         self.motion = None
         if "motion" in self.start:
-            self.motion = MotionCounter()
-            p = self.board.input("pir")
-            self._pir = p
-            p.irq(self._pir_edge, hal.IRQ_RISING)
+            motion = MotionCounter()
+            self.motion = motion
+
+            def pir(pin):
+                motion.edge(True)
+
+            self.board.input("pir").irq(pir, hal.IRQ_RISING)
         self.presence = None
         if "ble" in self.start:
             floor = c["ble"]["rssi_floor"]
             bits = 8192
             if self.gate is not None:
-                s = self.pol.streams["ble"]
+                s = self.gate.policy.streams["ble"]
                 floor = s.get("rssi_floor", floor)
                 bits = s.get("sketch_bits", bits)
-            self.presence = Presence(self.rng, bits, floor)
+            presence = Presence(self.rng, bits, floor)
+            self.presence = presence
+
+            def ble_irq(event, data):
+                if event == hal.BLE_SCAN_RESULT:
+                    addr_type, addr, _adv_type, rssi, adv = data
+                    presence.on_advert(addr_type, addr, rssi, adv)
+                elif event == hal.BLE_SCAN_DONE:
+                    self.faults |= F_BLE_OFF  # restarted from the loop
+
+            self._ble_irq = ble_irq
             self._start_scan()
-
-    def _beam_a(self, pin):
-        # Beams read 0 when broken (the receiver sees no light).
-        self.line.edge(0, pin.value() == 0, hal.ticks_us())
-
-    def _beam_b(self, pin):
-        self.line.edge(1, pin.value() == 0, hal.ticks_us())
-
-    def _pir_edge(self, pin):
-        self.motion.edge(True)
 
     def _start_scan(self):
         try:
@@ -180,13 +191,6 @@ class App:
         except OSError as e:
             print("ble: scan failed errno=%d" % e.args[0])
             self.faults |= F_BLE_OFF
-
-    def _ble_irq(self, event, data):
-        if event == hal.BLE_SCAN_RESULT:
-            addr_type, addr, _adv_type, rssi, adv = data
-            self.presence.on_advert(addr_type, addr, rssi, adv)
-        elif event == hal.BLE_SCAN_DONE:
-            self.faults |= F_BLE_OFF  # restarted from the loop
 
     # ---- the loop ------------------------------------------------------------------------
     def step(self):
@@ -199,6 +203,7 @@ class App:
             if hal.ticks_diff(now_ms, self.next_ntp) >= 0:
                 self.next_ntp = hal.ticks_add(now_ms, self.cfg["ntp_retry_s"] * 1000)
                 self.net.sync_time()
+        wake = self._windows()  # first: a sample taken at a boundary belongs to the new window
         if self.env_period and "env" in self.start and hal.ticks_diff(now_ms, self.next_env) >= 0:
             self._sample_env()
             self.next_env = hal.ticks_add(self.next_env, self.env_period)
@@ -208,7 +213,6 @@ class App:
             self.line.poll(hal.ticks_us())
         if self.presence is not None and self.faults & F_BLE_OFF:
             self._start_scan()
-        wake = self._windows()
         if self.uplink is not None and hal.ticks_diff(now_ms, self.next_pump) >= 0:
             self._pump()
         return self._sleep_ms(wake)
@@ -246,6 +250,8 @@ class App:
             w.errors += 1
             self._env_fault()
             return
+        if p is None or h is None:
+            return  # not measured (oversampling 0): config allows 1..5 only
         if not (-4000 <= t <= 8500 and 0 <= h <= 10000 and 30000 <= p <= 110000):
             w.errors += 1
             if not self.faults & F_ENV_RANGE:
@@ -273,13 +279,17 @@ class App:
     def _env_fault(self):
         # Tell a missing sensor (no answer) from a wrong chip (answers, wrong id).
         was = self.faults & (F_ENV_MISSING | F_ENV_CHIP)
+        i2c = self.i2c
+        if i2c is None:
+            return
         try:
-            self.i2c.readfrom_mem(0x76, 0xD0, 1)
+            i2c.readfrom_mem(0x76, 0xD0, 1)
             self.faults = (self.faults & ~F_ENV_MISSING) | F_ENV_CHIP
         except OSError:
             self.faults = (self.faults & ~F_ENV_CHIP) | F_ENV_MISSING
         if not was:
-            print("env: sensor fault (%s)" % ("chip id" if self.faults & F_ENV_CHIP else "no answer"))
+            what = "chip id" if self.faults & F_ENV_CHIP else "no answer"
+            print("env: sensor fault (%s)" % what)
 
     # ---- windows ---------------------------------------------------------------------------
     def _windows(self):
@@ -289,7 +299,9 @@ class App:
         self.faults &= ~F_CLOCK
         now = hal.epoch()
         wake = None
-        for name in self.start:
+        for name in _ORDER:
+            if name not in self.start:
+                continue
             length = self.length[name]
             start = self.start[name]
             if start < 0:
@@ -322,7 +334,7 @@ class App:
                 self._bench_env(start, length, w)
             else:
                 self._emit(self.gate.env(start, length, w, self._expected(start, length)))
-        elif name == "doorway":
+        elif name == "doorway" and self.line is not None:
             n_in, n_out = self.line.take()
             if self.gate is None:
                 print("win %s doorway in=%d out=%d" % (_stamp(start), n_in, n_out))
@@ -331,14 +343,14 @@ class App:
                     "doorway", start, length, (n_in, n_out), (gate.S_DOOR_IN, gate.S_DOOR_OUT)
                 ):
                     self._emit(r)
-        elif name == "motion":
+        elif name == "motion" and self.motion is not None:
             n = self.motion.take()
             if self.gate is None:
                 print("win %s motion n=%d" % (_stamp(start), n))
             else:
                 for r in self.gate.counts("motion", start, length, (n,), (gate.S_MOTION,)):
                     self._emit(r)
-        elif name == "ble":
+        elif name == "ble" and self.presence is not None:
             ok = not self.faults & F_BLE_OFF
             n = self.presence.roll()
             if self.gate is None:
@@ -402,8 +414,11 @@ class App:
             self.next_pump = hal.ticks_ms()
 
     def _pump(self):
+        up = self.uplink
+        if up is None:
+            return
         try:
-            self.uplink.pump(2000)
+            up.pump(2000)
         except Exception as e:
             self.errors += 1
             print("uplink: %s" % (e.args[0] if e.args else type(e).__name__))

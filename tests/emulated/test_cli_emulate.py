@@ -7,10 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from atsource.boards import load_board
-from atsource.emulator.api import make_world
-
 
 def atsource(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

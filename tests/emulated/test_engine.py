@@ -35,19 +35,30 @@ def texts(emu: EmulatedBoard) -> list[str]:
     return [line for _, line in emu.lines]
 
 
-def test_firmware_boots_and_reads_the_sensor_once_a_minute(board_name: str, flash: Path) -> None:
+def test_firmware_boots_and_reports_windows(board_name: str, flash: Path) -> None:
     from atsource.boards import load_board
 
     prepare_flash(load_board(board_name), flash, firmware=paths.FIRMWARE)
     world = ScriptedWorld(START, env=(23.45, 56.78, 99_876.0))
     emu = EmulatedBoard(board_name, flash, world=world, start_us=START, seed=1, entry="sensor.app")
-    stats = emu.run(duration_us=5 * MIN)
-    env = [(t, line) for t, line in emu.lines if line.startswith("env ")]
-    # One a minute; each printed after the bus transfers and the ~10 ms forced conversion.
-    assert len(env) == 5
-    assert all(0 < t - (START + i * MIN) < 50_000 for i, (t, _) in enumerate(env))
-    assert env[0][1] == "env t=23.45C rh=56.78% p=99876Pa"
-    assert f"atsource: {board_name} boot (power)" in texts(emu)
+    stats = emu.run(duration_us=31 * MIN)
+    wins = [(t, line) for t, line in emu.lines if line.startswith("win ")]
+    # Two 15-minute windows, each closed just after its wall-clock boundary.
+    assert [line.split()[2] for _, line in wins] == [
+        "env",
+        "doorway",
+        "motion",
+        "ble",
+        "health",
+    ] * 2
+    assert all(
+        0 <= t - (START + (1 + i // 5) * 15 * MIN) < 100_000 for i, (t, _) in enumerate(wins)
+    )
+    env = wins[0][1]
+    # Sampled every 30 s from the time the clock was set (about 2 s after boot).
+    assert env.startswith("win 2026-06-01T00:00:00Z env t=23.45/23.45/23.45C rh=56.78% p=99876Pa")
+    assert "n=29 lost=0 err=0" in env or "n=30 lost=0 err=0" in env
+    assert f"atsource: {board_name} boot 1 (power)" in texts(emu)
     assert 0 < stats.heap_peak < 65536 and stats.heap_samples >= 4
     # Deployed as .mpy, as on a board; main.py stays source.
     assert (flash / "sensor" / "app.mpy").exists() and not (flash / "sensor" / "app.py").exists()
@@ -58,9 +69,33 @@ def test_main_py_entry_runs_the_same_firmware(flash: Path) -> None:
 
     prepare_flash(load_board("pico-w"), flash, firmware=paths.FIRMWARE)
     emu = EmulatedBoard("pico-w", flash, world=ScriptedWorld(START), start_us=START, seed=1)
-    emu.run(duration_us=3 * MIN)
-    assert sum(line.startswith("env t=20.00C") for line in texts(emu)) == 3
+    emu.run(duration_us=16 * MIN)
+    assert sum(line.startswith("win 2026-06-01T00:00:00Z env t=20.00/") for line in texts(emu)) == 1
     assert emu.stats.heap_samples == 0  # no top-level returns inside main.py
+
+
+def test_a_hung_main_loop_is_reset_by_the_watchdog(flash: Path) -> None:
+    from atsource.boards import load_board
+
+    prepare_flash(load_board("pico-w"), flash, firmware=paths.FIRMWARE)
+    # The firmware's own loop, made to hang once (a driver that never returns).
+    (flash / "main.py").write_text(
+        "import os\n"
+        "from sensor import app, hal\n"
+        "a = app.setup()\n"
+        "for _ in range(20):\n    hal.idle(a.step())\n"
+        "if 'hung' not in os.listdir():\n"
+        "    open('hung', 'w').close()\n"
+        "    while True:\n        pass\n"
+        "while True:\n    hal.idle(a.step())\n"
+    )
+    emu = EmulatedBoard("pico-w", flash, world=ScriptedWorld(START), start_us=START, seed=1,
+                        stall_timeout=2.0)  # fmt: skip
+    emu.run(duration_us=20 * MIN)
+    assert [r.kind for r in emu.stats.resets] == ["power", "wdt"]
+    assert "atsource: pico-w boot 2 (watchdog)" in texts(emu)
+    health = [x for x in texts(emu) if " health " in x]
+    assert health and "cause=watchdog" in health[-1] and "boots=2" in health[-1]
 
 
 def test_clock_sleeps_and_rtc(flash: Path) -> None:

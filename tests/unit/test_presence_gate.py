@@ -1,0 +1,204 @@
+"""The identifier path (keyed hash, sketch), the generator, the noise law and the privacy gate."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sensor import cbor, config, gate, window
+from sensor.presence import Presence, opted_out
+from sensor.rng import Hmac256, Rng
+
+FLAGS = b"\x02\x01\x06"
+
+
+def adv_named(name: str) -> bytes:
+    raw = name.encode()
+    return FLAGS + bytes((len(raw) + 1, 0x09)) + raw
+
+
+@pytest.fixture
+def fixed_urandom(monkeypatch: pytest.MonkeyPatch) -> None:
+    r = random.Random(42)
+    monkeypatch.setattr(os, "urandom", lambda n: r.randbytes(n))
+
+
+def test_hmac_matches_the_standard_library() -> None:
+    for key in (b"", b"k" * 16, b"x" * 64, b"y" * 100):
+        for msg in (b"", b"abc", bytes(range(7))):
+            want = hmac.new(key, msg, hashlib.sha256).digest()
+            assert Hmac256(key).digest(msg) == want
+
+
+def test_opt_out_names_are_recognised_without_copying() -> None:
+    assert opted_out(memoryview(adv_named("Pixel 7_nomap")))
+    assert opted_out(adv_named("Galaxy_optout"))
+    assert not opted_out(adv_named("Mara's Pixel-7"))
+    assert not opted_out(FLAGS)
+    assert not opted_out(b"\x05\x09ab")  # truncated structure: no crash, no opt-out
+    assert not opted_out(b"")
+
+
+def test_sketch_counts_distinct_addresses_not_adverts(fixed_urandom: None) -> None:
+    p = Presence(Rng(b"s" * 32), bits=8192, rssi_floor=-90)
+    r = random.Random(1)
+    addrs = [r.randbytes(6) for _ in range(2000)]
+    for _ in range(3):  # each address heard three times
+        for a in addrs:
+            p.on_advert(1, memoryview(a), -60, memoryview(FLAGS))
+    est = p.roll()
+    assert abs(est - 2000) <= 0.03 * 2000
+    assert p.estimate() == 0, "the window's bitmap is wiped"
+
+
+def test_floor_and_opt_out_are_not_counted(fixed_urandom: None) -> None:
+    p = Presence(Rng(b"s" * 32), bits=1024, rssi_floor=-89)
+    p.on_advert(1, b"\x01" * 6, -90, FLAGS)
+    p.on_advert(1, b"\x02" * 6, -40, adv_named("x_nomap"))
+    assert p.estimate() == 0 and p.skipped == 2
+    p.on_advert(1, b"\x03" * 6, -89, FLAGS)
+    assert p.estimate() == 1
+
+
+def test_a_new_secret_each_window_unlinks_phones(fixed_urandom: None) -> None:
+    # The same address lands on unrelated bits in consecutive windows.
+    p = Presence(Rng(b"s" * 32), bits=1 << 16)
+    positions = []
+    for _ in range(8):
+        p.on_advert(0, b"\xaa\xbb\xcc\xdd\xee\xff", -50, FLAGS)
+        positions.append(bytes(p.map).find(next(b for b in p.map if b)))
+        p.roll()
+    assert len(set(positions)) >= 7
+    # and the message buffer holds no trace of the address after the call
+    assert bytes(p._msg[1:]) == bytes(6)
+
+
+def test_rng_output_depends_on_seed_and_urandom(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "urandom", lambda n: bytes(n))  # a dead hardware RNG
+    a, b = Rng(b"a" * 32).bytes(64), Rng(b"b" * 32).bytes(64)
+    assert a != b, "the provisioned seed alone keeps devices apart"
+    assert Rng(b"a" * 32).bytes(64) == a
+    monkeypatch.setattr(os, "urandom", lambda n: b"\x01" * n)
+    assert Rng(b"a" * 32).bytes(64) != a, "urandom is mixed in"
+
+
+def test_two_sided_geometric_noise_follows_its_law(fixed_urandom: None) -> None:
+    eps = 0.5
+    alpha = math.exp(-eps)
+    r = Rng(b"n" * 32)
+    a32 = gate.alpha32(500)
+    n = 20000
+    counts: dict[int, int] = {}
+    for _ in range(n):
+        x = r.geometric2(a32)
+        counts[x] = counts.get(x, 0) + 1
+
+    def p(x: int) -> float:
+        return (1 - alpha) / (1 + alpha) * alpha ** abs(x)
+
+    chi2 = 0.0
+    for x in range(-8, 9):
+        e = n * p(x)
+        chi2 += (counts.get(x, 0) - e) ** 2 / e
+    tail_e = n * (1 - sum(p(x) for x in range(-8, 9)))
+    tail_o = sum(c for x, c in counts.items() if abs(x) > 8)
+    chi2 += (tail_o - tail_e) ** 2 / tail_e
+    assert chi2 < 45.3, chi2  # 18 degrees of freedom: p = 0.0004
+    mean = sum(x * c for x, c in counts.items()) / n
+    assert abs(mean) < 0.1
+
+
+class FakePolicy:
+    def __init__(self, streams: dict[str, Any], budget: int = 2400) -> None:
+        self.streams = streams
+        self.hash4 = b"\x12\x34\x56\x78"
+        self.budget_milli = budget
+        self.refused: dict[str, str] = {}
+
+
+PEOPLE = {"window_s": 3600, "release": ["count"], "k": 10,
+          "noise": {"mechanism": "geometric", "epsilon_milli": 100}}  # fmt: skip
+
+
+def test_counts_below_k_are_never_released(tmp_path: Path, fixed_urandom: None) -> None:
+    g = gate.Gate(FakePolicy({"motion": PEOPLE}), Rng(b"g" * 32), gate.Ledger(str(tmp_path / "l")))
+    for v in range(10):
+        (r,) = g.counts("motion", 3600 * v, 3600, (v,), (gate.S_MOTION,))
+        assert r[16] == gate.BELOW_K and 6 not in r
+        assert r[2] == b"\x12\x34\x56\x78" and r[0] == 3600 * v and r[1] == 3600
+
+
+def test_released_counts_are_noised_and_name_the_policy(
+    tmp_path: Path, fixed_urandom: None
+) -> None:
+    g = gate.Gate(FakePolicy({"ble": PEOPLE}), Rng(b"g" * 32), gate.Ledger(str(tmp_path / "l")))
+    vals = [g.counts("ble", 3600 * i, 3600, (1000,), (gate.S_BLE,))[0][6] for i in range(24)]
+    assert len(set(vals)) > 5, "noise is drawn each window"
+    assert abs(sum(vals) / 24 - 1000) < 15
+
+
+def test_budget_ledger_stops_releases_and_survives_a_reboot(
+    tmp_path: Path, fixed_urandom: None
+) -> None:
+    path = str(tmp_path / "ledger.json")
+    pol = FakePolicy({"ble": PEOPLE}, budget=250)
+    g = gate.Gate(pol, Rng(b"g" * 32), gate.Ledger(path))
+    day = 20000 * 86400
+    assert 16 not in g.counts("ble", day, 3600, (500,), (5,))[0]
+    assert 16 not in g.counts("ble", day + 3600, 3600, (500,), (5,))[0]
+    g2 = gate.Gate(pol, Rng(b"g" * 32), gate.Ledger(path))  # a reboot
+    assert g2.counts("ble", day + 7200, 3600, (500,), (5,))[0][16] == gate.EXHAUSTED
+    assert json.loads(Path(path).read_text())["spent"] == {"ble": 200}
+    assert 16 not in g2.counts("ble", day + 86400, 3600, (500,), (5,))[0], "a new day"
+
+
+def test_doorway_pair_costs_one_epsilon(tmp_path: Path, fixed_urandom: None) -> None:
+    door = dict(PEOPLE, release=["in", "out"])
+    g = gate.Gate(FakePolicy({"doorway": door}), Rng(b"g" * 32), gate.Ledger(str(tmp_path / "l")))
+    rs = g.counts("doorway", 0, 3600, (50, 3), (gate.S_DOOR_IN, gate.S_DOOR_OUT))
+    assert [r[7] for r in rs] == [2, 3]
+    assert rs[1][16] == gate.BELOW_K
+    assert g.ledger.spent == {"doorway": 100}
+
+
+def test_environment_is_rounded_to_the_policy_resolution() -> None:
+    env = {"window_s": 900, "release": ["mean", "samples"],
+           "resolution": {"temp_centi": 10, "rh_centi": 100, "pressure_pa": 10}}  # fmt: skip
+    g = gate.Gate(FakePolicy({"env": env}), Rng(b"g" * 32), gate.Ledger("/nonexistent/l"))
+    w = window.EnvWindow()
+    for t, p, h in ((2153, 101325, 4520), (2157, 101331, 4561)):
+        w.add(t, p, h)
+    r = g.env(900, 900, w, 30)
+    assert (r[3], r[4], r[5], r[8], r[9]) == (2160, 4500, 101330, 2, 28)
+    assert 10 not in r and 11 not in r, "min and max not released by this policy"
+    body = cbor.dumps(r)
+    assert cbor.loads(body) == r
+
+
+def test_window_mean_rounds_half_away_from_zero() -> None:
+    s = window.Stats()
+    for v in (-3, -2):
+        s.add(v)
+    assert s.mean() == -3 and (s.lo, s.hi) == (-3, -2)
+    assert window.window_start(1000, 900) == 900
+
+
+def test_config_keeps_good_values_and_reports_bad_ones(tmp_path: Path) -> None:
+    f = tmp_path / "config.json"
+    f.write_text(json.dumps({"v": 1, "watchdog_ms": "soon", "bogus": 1,
+                             "ble": {"duty_pct": 50, "rssi_floor": 999}}))  # fmt: skip
+    lines: list[str] = []
+    c = config.load(str(f), lines.append)
+    assert c["watchdog_ms"] == 30000 and c["ble"] == {"duty_pct": 50, "rssi_floor": -89}
+    assert any("watchdog_ms" in x for x in lines) and any("bogus" in x for x in lines)
+    assert any("rssi_floor" in x for x in lines)
+    f.write_text("{not json")
+    assert config.load(str(f), lines.append)["watchdog_ms"] == 30000
+    assert config.load(str(tmp_path / "none.json"), lines.append)["v"] == 1
