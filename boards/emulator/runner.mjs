@@ -316,7 +316,8 @@ const emu = {
     }
     return answer;
   },
-  // Bytes arrive as proxies of Python objects; answers go back as hex (cheap to convert).
+  // Bytes cross as hex strings both ways: strings convert by value, while Python bytes would
+  // arrive as proxies that keep the objects alive on the Python heap until JS collects them.
   aes_ecb(key, data, encrypt) {
     const k = u8(key);
     const algo = k.length === 32 ? "aes-256-ecb" : "aes-128-ecb";
@@ -338,7 +339,7 @@ const emu = {
 };
 
 function u8(x) {
-  return Buffer.from(x instanceof Uint8Array ? x : mp.PyProxy.toJs(x));
+  return Buffer.from(x, "hex");
 }
 
 function finish(flush) {

@@ -11,8 +11,9 @@
 # - bench (not provisioned): nothing leaves the device; the console shows the raw window
 #   aggregates (counts, never identifiers) for the engineer at the bench and for tests.
 import gc
+import sys
 
-from sensor import config, gate, hal, identity, policy, window
+from sensor import hal, window
 from sensor.bme280 import BME280
 from sensor.doorway import LineCounter, MotionCounter
 from sensor.presence import Presence
@@ -57,7 +58,7 @@ class App:
         self.boot_ms = hal.ticks_ms()
         self.boots = hal.count_boot()
         print("atsource: %s boot %d (%s)" % (self.board.name, self.boots, self.cause))
-        self.cfg = config.load()
+        self.cfg = _load_config()
         wd = self.cfg["watchdog_ms"]
         self.wdt = None
         self.wdt_ms = 0
@@ -65,34 +66,32 @@ class App:
             self.wdt, self.wdt_ms = self.board.watchdog(wd)
         self.faults = 0
         self.errors = 0
-        self.ident = None
-        try:
-            self.ident = identity.load()
-        except ValueError as e:
-            print("identity: %s; running as a bench device" % e.args[0])
-        self.pol = None
+        self.ident = _load_identity()
+        pol = None
         if self.ident is not None:
-            try:
-                self.pol = policy.load()
-            except OSError:
-                print("policy: /policy.json missing: nothing will be released")
-            except policy.PolicyError as e:
-                print("policy: refused: %s: nothing will be released" % e.args[0])
-            if self.pol is not None:
-                for name in self.pol.refused:
-                    print("policy: stream %s refused: %s" % (name, self.pol.refused[name]))
-                    self.faults |= F_POLICY
+            pol = _load_policy()
+            if pol is None or pol.refused:
+                self.faults |= F_POLICY
         seed = self.ident.seed if self.ident is not None else hal.urandom(32)
         self.rng = Rng(seed)
         self.gate = None
         self.uplink = None
-        if self.pol is not None:
-            self.gate = gate.Gate(self.pol, self.rng, gate.Ledger())
+        if pol is not None:
+            from sensor import gate
+
+            self.gate = gate.Gate(pol, self.rng, gate.Ledger())
             self.uplink = self._make_uplink()
+        pol = None
+        # Modules needed only at boot are dropped: code loaded from flash lives in RAM.
+        _drop("config", "identity", "policy")
         self.net = hal.Net(self.cfg["wifi"])
         self.next_ntp = hal.ticks_ms()
         self.next_pump = hal.ticks_ms()
+        self.ntp_retry_ms = self.cfg["ntp_retry_s"] * 1000
+        self.duty = self.cfg["ble"]["duty_pct"]
         self._setup_streams()
+        self.cfg = None  # the rest of the configuration is not needed after boot
+        _drop("config")
 
     def _make_uplink(self):
         try:
@@ -108,7 +107,8 @@ class App:
 
     # ---- streams -------------------------------------------------------------------------
     def _enabled(self, name):
-        if not self.cfg["sensors"].get("pir" if name == "motion" else name, name == "health"):
+        c = self.cfg
+        if c is None or not c["sensors"].get("pir" if name == "motion" else name, name == "health"):
             return False
         if self.gate is not None:
             return self.gate.allows(name)
@@ -125,10 +125,13 @@ class App:
                 self.start[name] = -1
                 self.length[name] = self._length(name)
         c = self.cfg
+        if c is None:
+            return
         self.i2c = None
         self.env = None
         self.envw = window.EnvWindow()
         self.env_period = c["env"]["sample_s"] * 1000
+        self.osrs = c["env"]["osrs"]
         self.next_env = hal.ticks_ms()
         self.last_raw = [0, 0, -1]
         self.same = 0
@@ -168,7 +171,7 @@ class App:
             floor = c["ble"]["rssi_floor"]
             bits = 8192
             if self.gate is not None:
-                s = self.gate.policy.streams["ble"]
+                s = self.gate.streams["ble"]
                 floor = s.get("rssi_floor", floor)
                 bits = s.get("sketch_bits", bits)
             presence = Presence(self.rng, bits, floor)
@@ -186,7 +189,7 @@ class App:
 
     def _start_scan(self):
         try:
-            hal.ble_scan(self._ble_irq, self.cfg["ble"]["duty_pct"])
+            hal.ble_scan(self._ble_irq, self.duty)
             self.faults &= ~F_BLE_OFF
         except OSError as e:
             print("ble: scan failed errno=%d" % e.args[0])
@@ -201,7 +204,7 @@ class App:
         if not hal.clock_valid():
             self.faults |= F_CLOCK
             if hal.ticks_diff(now_ms, self.next_ntp) >= 0:
-                self.next_ntp = hal.ticks_add(now_ms, self.cfg["ntp_retry_s"] * 1000)
+                self.next_ntp = hal.ticks_add(now_ms, self.ntp_retry_ms)
                 self.net.sync_time()
         wake = self._windows()  # first: a sample taken at a boundary belongs to the new window
         if self.env_period and "env" in self.start and hal.ticks_diff(now_ms, self.next_env) >= 0:
@@ -239,8 +242,8 @@ class App:
         w = self.envw
         try:
             if self.env is None:
-                self.env = BME280(self.i2c, osrs_t=self.cfg["env"]["osrs"],
-                                  osrs_p=self.cfg["env"]["osrs"], osrs_h=self.cfg["env"]["osrs"])
+                o = self.osrs
+                self.env = BME280(self.i2c, osrs_t=o, osrs_p=o, osrs_h=o)
                 if self.faults & (F_ENV_MISSING | F_ENV_CHIP):
                     print("env: sensor back")
                 self.faults &= ~(F_ENV_MISSING | F_ENV_CHIP)
@@ -324,7 +327,7 @@ class App:
     def _expected(self, start, length):
         per = self.env_period // 1000 or 1
         first = self.env_first if self.env_first > start else start
-        return (start + length - first) // per
+        return (start + length - first + per - 1) // per
 
     def _close(self, name, start, length):
         if name == "env":
@@ -339,16 +342,14 @@ class App:
             if self.gate is None:
                 print("win %s doorway in=%d out=%d" % (_stamp(start), n_in, n_out))
             else:
-                for r in self.gate.counts(
-                    "doorway", start, length, (n_in, n_out), (gate.S_DOOR_IN, gate.S_DOOR_OUT)
-                ):
+                for r in self.gate.counts("doorway", start, length, (n_in, n_out), (2, 3)):
                     self._emit(r)
         elif name == "motion" and self.motion is not None:
             n = self.motion.take()
             if self.gate is None:
                 print("win %s motion n=%d" % (_stamp(start), n))
             else:
-                for r in self.gate.counts("motion", start, length, (n,), (gate.S_MOTION,)):
+                for r in self.gate.counts("motion", start, length, (n,), (4,)):
                     self._emit(r)
         elif name == "ble" and self.presence is not None:
             ok = not self.faults & F_BLE_OFF
@@ -356,7 +357,7 @@ class App:
             if self.gate is None:
                 print("win %s ble distinct=%d%s" % (_stamp(start), n, "" if ok else " (off)"))
             else:
-                for r in self.gate.counts("ble", start, length, (n,), (gate.S_BLE,), ok):
+                for r in self.gate.counts("ble", start, length, (n,), (5,), ok):
                     self._emit(r)
         elif name == "health":
             self._health(start, length)
@@ -406,8 +407,10 @@ class App:
             return
         print("rel " + _describe(record))
         if self.uplink is not None:
+            from sensor import cbor
+
             try:
-                self.uplink.submit(gate.encode(record))
+                self.uplink.submit(cbor.dumps(record))
             except Exception as e:  # a full flash or a broken outbox must not stop sensing
                 self.errors += 1
                 print("uplink: submit failed: %s" % (e.args[0] if e.args else type(e).__name__))
@@ -423,6 +426,43 @@ class App:
             self.errors += 1
             print("uplink: %s" % (e.args[0] if e.args else type(e).__name__))
         self.next_pump = hal.ticks_add(hal.ticks_ms(), _PUMP_MS)
+
+
+def _drop(*names):
+    # Forget modules needed only at boot, from sys.modules and from the package, so their
+    # code can be collected: code loaded from flash lives in RAM.
+    pkg = sys.modules.get("sensor")
+    for n in names:
+        sys.modules.pop("sensor." + n, None)
+        if pkg is not None and hasattr(pkg, n):
+            delattr(pkg, n)
+    gc.collect()
+
+
+def _load_config():
+    from sensor import config
+
+    return config.load()
+
+
+def _load_identity():
+    from sensor import identity
+
+    try:
+        return identity.load()
+    except ValueError as e:
+        print("identity: %s; running as a bench device" % e.args[0])
+        return None
+
+
+def _load_policy():
+    from sensor import policy
+
+    try:
+        return policy.load()  # says on the console which streams it refuses
+    except policy.PolicyError as e:
+        print("policy: %s: nothing will be released" % e.args[0])
+        return None
 
 
 _NAMES = {1: "env", 2: "door_in", 3: "door_out", 4: "motion", 5: "ble", 6: "health"}

@@ -9,7 +9,9 @@ DEFAULTS = {
     "site": "",
     "device": 0,
     "wifi": None,
-    "uplink": {"transport": "hostlink", "url": "", "topic": "atsource/up"},
+    "uplink": {"transport": "hostlink", "url": "", "topic": "atsource/up", "client_id": "",
+               "keepalive": 60, "ca": ""},
+    "counter_reserve": 64,
     "sensors": {"env": True, "doorway": True, "pir": True, "ble": True},
     "env": {"sample_s": 30, "osrs": 1},
     "ble": {"duty_pct": 30, "rssi_floor": -89},
@@ -23,6 +25,8 @@ DEFAULTS = {
 _RULES = {
     "device": (int, 0, 0xFFFFFFFF),
     "outbox_frames": (int, 10, 100000),
+    "counter_reserve": (int, 1, 4096),
+    "uplink.keepalive": (int, 10, 3600),
     "watchdog_ms": (int, 0, 600000),  # 0: no watchdog
     "ntp_retry_s": (int, 5, 86400),
     "env.sample_s": (int, 1, 3600),

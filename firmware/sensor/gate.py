@@ -90,7 +90,11 @@ class Ledger:
 
 class Gate:
     def __init__(self, policy, rng, ledger):
-        self.policy = policy
+        # Only the policy's data is kept, not the object: the policy module (validation and
+        # canonical hashing, several KB of code) can then be dropped from RAM after boot.
+        self.streams = policy.streams
+        self.hash4 = policy.hash4
+        self.budget_milli = policy.budget_milli
         self.rng = rng
         self.ledger = ledger
         self._alpha = {}
@@ -103,18 +107,18 @@ class Gate:
                 self._alpha[name] = alpha32(n["epsilon_milli"], sens)
 
     def allows(self, stream):
-        return stream in self.policy.streams
+        return stream in self.streams
 
     def window_s(self, stream, default=900):
-        s = self.policy.streams.get(stream)
+        s = self.streams.get(stream)
         return s["window_s"] if s else default
 
     def _head(self, stream_id, start, length):
-        return {0: start, 1: length, 2: self.policy.hash4, 7: stream_id}
+        return {0: start, 1: length, 2: self.hash4, 7: stream_id}
 
     def env(self, start, length, w, expected):
         """The environment record for a window, or None if the stream is not allowed."""
-        s = self.policy.streams.get("env")
+        s = self.streams.get("env")
         if s is None:
             return None
         r = self._head(S_ENV, start, length)
@@ -147,7 +151,7 @@ class Gate:
 
         Withheld below k, noised otherwise; one ledger spend covers the whole release.
         """
-        s = self.policy.streams.get(stream)
+        s = self.streams.get(stream)
         if s is None:
             return []
         out = []
@@ -159,7 +163,7 @@ class Gate:
             return out
         noise = s.get("noise")
         eps = noise["epsilon_milli"] if noise else 0
-        budget = self.policy.budget_milli
+        budget = self.budget_milli
         if eps and not self.ledger.spend(stream, start // 86400, eps, budget):
             for r in out:
                 r[16] = EXHAUSTED
@@ -179,7 +183,7 @@ class Gate:
         return out
 
     def health(self, start, length, fields):
-        s = self.policy.streams.get("health")
+        s = self.streams.get("health")
         if s is None:
             return None
         r = self._head(S_HEALTH, start, length)

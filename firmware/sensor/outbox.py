@@ -17,7 +17,7 @@ import os
 
 from micropython import const
 
-MAX_FRAME = const(1024)
+MAX_FRAME = const(320)  # the largest sealed frame: 256-byte bucket + 34 bytes of COSE
 _HDR = const(8)  # file header
 _EHDR = const(6)  # entry header
 _ENOSPC = const(28)  # MicroPython's errno module has no name for it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,8 @@ def test_firmware_boots_and_reports_windows(board_name: str, flash: Path) -> Non
     env = wins[0][1]
     # Sampled every 30 s from the time the clock was set (about 2 s after boot).
     assert env.startswith("win 2026-06-01T00:00:00Z env t=23.45/23.45/23.45C rh=56.78% p=99876Pa")
-    assert "n=29 lost=0 err=0" in env or "n=30 lost=0 err=0" in env
+    # (a sample landing on the boundary itself may count in either window)
+    assert re.search(r" n=(29|30|31) lost=0 err=0$", env), env
     assert f"atsource: {board_name} boot 1 (power)" in texts(emu)
     assert 0 < stats.heap_peak < 65536 and stats.heap_samples >= 4
     # Deployed as .mpy, as on a board; main.py stays source.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
-from sensor import transport
+from sensor import ipnet, transport
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -98,7 +98,7 @@ def wait_for(cond, timeout: float = 5.0) -> None:  # noqa: ANN001
 
 
 def test_url_parsing() -> None:
-    assert transport.parse_url("mqtts://u:p@broker.example:8884") == (
+    assert ipnet.parse_url("mqtts://u:p@broker.example:8884") == (
         "mqtts",
         "broker.example",
         8884,
@@ -106,10 +106,10 @@ def test_url_parsing() -> None:
         "p",
         "/",
     )
-    assert transport.parse_url("http://10.0.0.1/up/x")[1:3] == ("10.0.0.1", 80)
+    assert ipnet.parse_url("http://10.0.0.1/up/x")[1:3] == ("10.0.0.1", 80)
     for bad in ("broker:1883", "ftp://x", "mqtt://"):
         with pytest.raises(ValueError):
-            transport.parse_url(bad)
+            ipnet.parse_url(bad)
 
 
 def test_mqtt_qos1_publish_reconnect_and_backoff(broker: Broker) -> None:
@@ -120,7 +120,7 @@ def test_mqtt_qos1_publish_reconnect_and_backoff(broker: Broker) -> None:
         "atsource-test",
         clock,
     )
-    assert isinstance(t, transport.MQTT)
+    assert isinstance(t, ipnet.MQTT)
     frames = [bytes([i]) * (50 + i) for i in range(5)]
     for f in frames[:3]:
         assert t.send(f)
@@ -146,7 +146,7 @@ def test_mqtt_qos1_publish_reconnect_and_backoff(broker: Broker) -> None:
 
 def test_mqtt_refused_connection_is_not_a_crash(tmp_path: Path) -> None:
     clock = Clock()
-    t = transport.MQTT(f"mqtt://127.0.0.1:{free_port()}", "t", "c", clock=clock)
+    t = ipnet.MQTT(f"mqtt://127.0.0.1:{free_port()}", "t", "c", clock=clock)
     assert not t.send(b"x")
     clock.t += 1_000
     assert not t.send(b"x")

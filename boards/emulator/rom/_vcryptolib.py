@@ -27,10 +27,12 @@ class aes:
             raise OSError(1)  # "can't encrypt & decrypt", as the boards refuse it
         self._dir = d
         if self._mode == MODE_ECB:
-            res = bytes.fromhex(_emu.aes_ecb(self._key, bytes(in_buf), encrypt))
+            # Hex strings cross into JS by value; bytes would become proxies that pin Python
+            # objects until the JS garbage collector runs (a leak in a long run).
+            res = bytes.fromhex(_emu.aes_ecb(self._key.hex(), bytes(in_buf).hex(), encrypt))
         else:
             data = bytes(in_buf)
-            res = bytes.fromhex(_emu.aes_cbc(self._key, self._iv, data, encrypt))
+            res = bytes.fromhex(_emu.aes_cbc(self._key.hex(), self._iv.hex(), data.hex(), encrypt))
             if len(data):
                 self._iv = res[-16:] if encrypt else data[-16:]
         if out_buf is None:
