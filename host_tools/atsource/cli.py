@@ -230,5 +230,9 @@ main.add_command(provision_cmd)
 main.add_command(devices)
 main.add_command(keys)
 
+from .cmd_demo import demo  # noqa: E402
+
+main.add_command(demo)
+
 if __name__ == "__main__":
     main()
