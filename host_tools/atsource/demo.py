@@ -199,6 +199,8 @@ def run_demo(
         "devices": [
             {
                 "device": d.device,
+                "kid": d.kid,
+                "seed": d.member.seed,
                 "board": d.member.board,
                 "scenario": d.member.scenario,
                 "site": d.member.site,

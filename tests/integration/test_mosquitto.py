@@ -8,10 +8,7 @@ subscribe, verify and store them in a real SQLite file. Skipped when mosquitto i
 
 from __future__ import annotations
 
-import shutil
-import socket
 import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -25,12 +22,10 @@ from atsource import keys
 from atsource.frame import KeyEntry, enc_structure, external_aad, make_nonce
 from atsource.receiver import MqttSource, Receiver, RunSummary, open_source
 from atsource.store import SQLiteStore, StoreError
+from conftest import MOSQUITTO
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from paho.mqtt.enums import CallbackAPIVersion
 
-MOSQUITTO = shutil.which("mosquitto") or (
-    "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-)
 pytestmark = pytest.mark.skipif(
     MOSQUITTO is None, reason="mosquitto not installed (apt-get install mosquitto)"
 )
@@ -49,46 +44,6 @@ def frame(piv: int, kid: bytes = KID) -> bytes:
     aad = enc_structure(external_aad(kid, p))
     ct = AESCCM(e.key, tag_length=8).encrypt(make_nonce(e.context_iv, p), rec, aad)
     return cbor2.dumps(cbor2.CBORTag(16, [b"\xa1\x01\x0a", {4: kid, 6: p}, ct]))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """A real Mosquitto on a free loopback port; yields the port."""
-    assert MOSQUITTO is not None
-    d = tmp_path_factory.mktemp("mosquitto")
-    port = _free_port()
-    conf = d / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        "log_dest stderr\nlog_type error\nlog_type warning\n"
-    )
-    proc = subprocess.Popen(
-        [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                pytest.fail(f"mosquitto did not start: {err.strip()}")
-            time.sleep(0.05)
-    yield port
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 class Publisher:

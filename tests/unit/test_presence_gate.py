@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sensor import cbor, config, gate, window
 from sensor.presence import Presence, opted_out
 from sensor.rng import Hmac256, Rng
@@ -202,3 +204,27 @@ def test_config_keeps_good_values_and_reports_bad_ones(tmp_path: Path) -> None:
     f.write_text("{not json")
     assert config.load(str(f), lines.append)["watchdog_ms"] == 30000
     assert config.load(str(tmp_path / "none.json"), lines.append)["v"] == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    crowd=st.lists(st.binary(min_size=6, max_size=6), min_size=1, max_size=400, unique=True),
+    names=st.lists(st.text(min_size=4, max_size=20), max_size=20),
+    repeats=st.integers(min_value=1, max_value=3),
+)
+def test_generated_crowds_leave_no_trace_in_the_sketch(
+    crowd: list[bytes], names: list[str], repeats: int
+) -> None:
+    p = Presence(Rng(b"h" * 32), bits=8192, rssi_floor=-90)
+    for _ in range(repeats):
+        for i, a in enumerate(crowd):
+            name = names[i % len(names)] if names else ""
+            p.on_advert(i & 1, memoryview(a), -60, adv_named(name) if name else FLAGS)
+    est = p.estimate()
+    assert abs(est - len(crowd)) <= max(3, 0.05 * len(crowd))
+    # Nothing the object holds contains an address or a name (only bits and a keyed secret).
+    held = bytes(p.map) + bytes(p._msg) + bytes(p._mac.ipad) + bytes(p._mac.opad)
+    assert not any(a in held or a[::-1] in held for a in crowd if len(set(a)) > 2)
+    assert not any(n.encode() in held for n in names if len(n.encode()) >= 4)
+    p.roll()
+    assert not any(p.map)
