@@ -1,6 +1,7 @@
 """`make bench`: measure, print and write bench-results/bench.json. Figures, not pass/fail.
 
 Each benchmark is a function returning a dict of figures; add new ones to BENCHMARKS.
+`python -m benchmarks.run NAME...` runs only the named ones (still writing bench.json).
 """
 
 from __future__ import annotations
@@ -15,13 +16,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from atsource import paths
-from atsource.boards import load_board
+from atsource import firmware_build, paths
+from atsource.boards import board_names, load_board
 from atsource.emulator.api import make_world, prepare_flash
 from atsource.emulator.engine import EmulatedBoard
 
+from benchmarks.host_tools import deploy_times, provision_times
+from benchmarks.receiver import receiver_throughput
+from benchmarks.uplink import counter_writes, device_sealing
+
 DAY_US = 86_400 * 1_000_000
 OUT = paths.ROOT / "bench-results" / "bench.json"
+BUNDLE_GOAL_BYTES = 64 * 1024
 
 
 def _plaza_day(board_name: str) -> dict[str, Any]:
@@ -107,9 +113,40 @@ def serial_port() -> dict[str, Any]:
     }
 
 
+def firmware_bundle(top: int = 5) -> dict[str, Any]:
+    """The firmware as deployed, per board: total .mpy bytes (goal under 64 KB), the whole
+    image (with main.py and board.json), and the largest modules."""
+    runs: dict[str, Any] = {}
+    for name in board_names():
+        image = firmware_build.build(load_board(name))
+        mpy = {path: len(data) for path, data in image.items() if path.endswith(".mpy")}
+        total = sum(mpy.values())
+        largest = sorted(mpy.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+        runs[name] = {
+            "mpy_files": len(mpy),
+            "mpy_bytes": total,
+            "image_files": len(image),
+            "image_bytes": sum(len(d) for d in image.values()),
+            "meets_goal": total < BUNDLE_GOAL_BYTES,
+            "largest": dict(largest),
+        }
+    return {
+        "runs": runs,
+        "goal_mpy_bytes": BUNDLE_GOAL_BYTES,
+        "note": "mpy-cross 1.29 output as `atsource deploy` copies it; file sizes, not the "
+        "RAM the loaded modules take",
+    }
+
+
 BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
+    "firmware_bundle": firmware_bundle,
     "emulator_day": emulator_day,
     "serial_port": serial_port,
+    "device_sealing": device_sealing,
+    "counter_writes": counter_writes,
+    "receiver_throughput": receiver_throughput,
+    "deploy_times": deploy_times,
+    "provision_times": provision_times,
 }
 
 

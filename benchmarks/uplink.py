@@ -70,7 +70,7 @@ print("mark a"); time.sleep_ms(1)
 for _ in range({n}):
     f = s.seal(p)
 print("mark b"); time.sleep_ms(1)
-up = Uplink(IDENT, {{}})
+up = Uplink(IDENT, {{}}, fresh=True)
 print("mark c"); time.sleep_ms(1)
 for _ in range({n}):
     up.submit(REC)
@@ -99,7 +99,7 @@ def counter_writes() -> dict[str, Any]:
     """Flash writes in a simulated day: one record per window for every stream (96 env, 4 x 24
     counts, 96 health), delivered over the host link as they are made."""
     main = """
-up = Uplink(IDENT, {})
+up = Uplink(IDENT, {}, fresh=True)
 for w in range(96):
     k = 2 + (4 if w % 4 == 3 else 0)  # env + health; the four hourly counts once an hour
     for _ in range(k):

@@ -43,7 +43,10 @@ def _read(path):
 
 
 class Counter:
-    def __init__(self, path="/counter", reserve=64):
+    def __init__(self, path="/counter", reserve=64, fresh=True):
+        # fresh=False: a missing counter file is an error, not a new start. The uplink uses
+        # that: provisioning creates the file (its self-test seals a frame), so a counter that
+        # vanishes later (a wiped or swapped flash) stops sealing instead of reusing nonces.
         if reserve < 1:
             raise ValueError("reserve")
         self.path = path
@@ -58,6 +61,8 @@ class Counter:
                 ceiling = tmp
             elif exists or tmp_exists:
                 raise ValueError("counter damaged")
+            elif not fresh:
+                raise ValueError("counter missing: re-provision the device")
             else:
                 ceiling = 0  # never written: a freshly provisioned device
         self._next = ceiling

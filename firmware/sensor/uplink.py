@@ -11,9 +11,11 @@ _ENOSPC = const(28)
 
 
 class Uplink:
-    def __init__(self, identity, config, transport=None, root="", clock=None):
+    def __init__(self, identity, config, transport=None, root="", clock=None, fresh=False):
         # root prefixes the flash paths (tests under CPython use a temporary directory).
-        self.counter = counter.Counter(root + "/counter", config.get("counter_reserve", 64))
+        self.counter = counter.Counter(
+            root + "/counter", config.get("counter_reserve", 64), fresh
+        )
         self.outbox = outbox.Outbox(root + "/outbox.log", config.get("outbox_frames", 2000))
         self.sealer = sealer.Sealer(identity.kid, identity.key, identity.iv, self.counter)
         if transport is None:

@@ -176,9 +176,10 @@ def run_demo(
     store = SQLiteStore(out / "readings.db")
     rx = Receiver(store, registry.key_entry)
     frames = [(r.device, f) for r in results for f in r.frames]
-    outcomes = (
-        _via_mqtt(mqtt, frames, rx) if mqtt else [(dev, rx.submit(f, dev)) for dev, f in frames]
-    )
+    if mqtt:
+        outcomes = _via_mqtt(mqtt, frames, rx, {d.kid: d.device for d in devices.values()})
+    else:
+        outcomes = [(dev, rx.submit(f, dev)) for dev, f in frames]
     for r in results:
         devices[r.device].sent = len(r.frames)
     for dev, res in outcomes:
@@ -217,26 +218,27 @@ def run_demo(
     return summary
 
 
-def _via_mqtt(url: str, frames: list[tuple[str, bytes]], rx: Any) -> list[tuple[str, Any]]:
-    """Publish every frame to a real broker and receive them back through a subscription."""
+def _via_mqtt(
+    url: str, frames: list[tuple[str, bytes]], rx: Any, kids: dict[str, str]
+) -> list[tuple[str, Any]]:
+    """Publish every frame to a real broker; the receiver takes them back by subscription."""
     import paho.mqtt.client as paho
 
     from .receiver import open_source
 
     got: list[tuple[str, Any]] = []
     src = open_source(url)
-    done = threading.Event()
-    by_frame = {f: dev for dev, f in frames}
+    summary: list[Any] = []
 
     def consume() -> None:
-        for frame in src:
-            got.append((by_frame.get(frame, "?"), rx.submit(frame, url)))
-            if len(got) >= len(frames):
-                done.set()
-                return
+        def on_result(res: Any) -> None:
+            got.append((kids.get(res.kid.hex() if res.kid else "", "?"), res))
 
-    threading.Thread(target=consume, daemon=True).start()
-    time.sleep(0.5)
+        summary.append(src.run(rx, count=len(frames), timeout=120, on_result=on_result))
+
+    t = threading.Thread(target=consume, daemon=True)
+    t.start()
+    time.sleep(1.0)  # subscribed before the first publish (QoS 1, clean session)
     host_port = url.split("://", 1)[1].split("/", 1)
     host, _, port = host_port[0].partition(":")
     topic = host_port[1] if len(host_port) > 1 else "atsource/up"
@@ -247,7 +249,8 @@ def _via_mqtt(url: str, frames: list[tuple[str, bytes]], rx: Any) -> list[tuple[
         pub.publish(topic, f, qos=1).wait_for_publish(10)
     pub.loop_stop()
     pub.disconnect()
-    if not done.wait(60):
+    t.join(150)
+    if len(got) < len(frames):
         raise UserError(f"only {len(got)} of {len(frames)} frames came back from {url}")
     return got
 

@@ -115,7 +115,7 @@ def test_power_cuts_never_reuse_a_counter_nor_lose_a_stored_record(
         PRELUDE
         + SLOW_FLASH
         + """
-up = Uplink(IDENT, {"counter_reserve": 4, "outbox_frames": 500})
+up = Uplink(IDENT, {"counter_reserve": 4, "outbox_frames": 500}, fresh=True)
 print("boot depth", up.depth)
 n = load_seq()
 while True:
@@ -173,7 +173,7 @@ def test_six_hour_outage_delivers_everything_afterwards_in_order_once(
     main = (
         PRELUDE
         + """
-up = Uplink(IDENT, {})
+up = Uplink(IDENT, {}, fresh=True)
 n = 0
 while n < 48:
     up.submit(record(n))
@@ -218,7 +218,7 @@ st = os.statvfs("/")
 with open("ballast", "wb") as f:
     for _ in range(st[3] - 10):
         f.write(bytes(st[0]))
-up = Uplink(IDENT, {"outbox_frames": 5000})
+up = Uplink(IDENT, {"outbox_frames": 5000}, fresh=True)
 kept = 0
 for n in range(1000):
     kept += up.submit(record(n))

@@ -84,3 +84,18 @@ def test_power_cut_at_every_point_never_reuses_a_value(
             break
         cut += 1
     assert cut > 3  # every operation of a few reservations was cut once
+
+
+def test_a_vanished_counter_stops_sealing_instead_of_restarting(tmp_path) -> None:
+    import pytest
+    from sensor.counter import Counter
+
+    path = str(tmp_path / "counter")
+    c = Counter(path, 4)
+    assert [c.take() for _ in range(3)] == [0, 1, 2]
+    assert Counter(path, 4, fresh=False).take() == 4  # resumes at the ceiling
+    import os
+
+    os.remove(path)
+    with pytest.raises(ValueError, match="counter missing"):
+        Counter(path, 4, fresh=False)

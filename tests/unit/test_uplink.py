@@ -70,7 +70,7 @@ def open_all(frames: list[bytes]) -> list[rx.Opened]:
 
 
 def make(root: Path, link: Link, clock: Clock, **cfg: int) -> Uplink:
-    return Uplink(IDENT, dict(cfg), transport=link, root=str(root), clock=clock)
+    return Uplink(IDENT, dict(cfg), transport=link, root=str(root), clock=clock, fresh=True)
 
 
 def test_submit_and_pump_deliver_in_order(tmp_path: Path) -> None:
