@@ -25,11 +25,13 @@ BLE_SCAN_RESULT = 5
 BLE_SCAN_DONE = 6
 
 # reset_cause() values differ by port; name them once here.
+# (getattr: not every port defines every cause.)
 _CAUSES = {
     machine.PWRON_RESET: "power",
     machine.WDT_RESET: "watchdog",
-    machine.HARD_RESET: "reset",
-    machine.DEEPSLEEP_RESET: "deepsleep",
+    getattr(machine, "HARD_RESET", -2): "reset",
+    getattr(machine, "SOFT_RESET", -3): "reset",
+    getattr(machine, "DEEPSLEEP_RESET", -4): "deepsleep",
 }
 _BOOTS = "/boots"
 _ble = None

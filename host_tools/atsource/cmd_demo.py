@@ -21,7 +21,7 @@ import click
 def demo(out: Path, mqtt: str | None, as_json: bool) -> None:
     """Run an emulated fleet for a simulated day and write a report.
 
-    Deploys and provisions three emulated boards through their serial ports, runs a day of
+    Deploys and provisions four emulated boards through their serial ports, runs a day of
     their scenarios, receives and verifies every frame, audits every byte the boards emitted
     for the crowd's identifiers, and writes DIR/report.html.
 
