@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,11 @@ import pytest
 from atsource.boards import load_board
 from atsource.emulator.api import make_world
 from atsource.store import SQLiteStore
-from conftest import MOSQUITTO
+
+# The broker fixture (tests/conftest.py) starts this binary.
+MOSQUITTO = shutil.which("mosquitto") or (
+    "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+)
 
 
 @pytest.mark.slow

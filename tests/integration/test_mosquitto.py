@@ -8,6 +8,7 @@ subscribe, verify and store them in a real SQLite file. Skipped when mosquitto i
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import threading
 import time
@@ -22,9 +23,13 @@ from atsource import keys
 from atsource.frame import KeyEntry, enc_structure, external_aad, make_nonce
 from atsource.receiver import MqttSource, Receiver, RunSummary, open_source
 from atsource.store import SQLiteStore, StoreError
-from conftest import MOSQUITTO
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from paho.mqtt.enums import CallbackAPIVersion
+
+# The broker fixture (tests/conftest.py) starts this binary.
+MOSQUITTO = shutil.which("mosquitto") or (
+    "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+)
 
 pytestmark = pytest.mark.skipif(
     MOSQUITTO is None, reason="mosquitto not installed (apt-get install mosquitto)"
