@@ -323,11 +323,20 @@ class App:
             self.envw.reset()
             # Samples the window can still get, so missing ones are counted as lost.
             self.env_first = now
+            # Sample mid-period on the wall clock (at :15 and :45 for 30 s), never on a window
+            # boundary, where RTC and tick timer may disagree by a few ms about which side.
+            per = self.env_period
+            if per:
+                phase = (hal.epoch_ms() - per // 2) % per
+                self.next_env = hal.ticks_add(hal.ticks_ms(), (per - phase) % per)
 
     def _expected(self, start, length):
-        per = self.env_period // 1000 or 1
-        first = self.env_first if self.env_first > start else start
-        return (start + length - first + per - 1) // per
+        # Sample instants are start + per/2 + k * per; count those at or after the first.
+        per = self.env_period or 1000
+        off = (self.env_first - start) * 1000 - per // 2
+        skipped = (off + per - 1) // per if off > 0 else 0
+        n = length * 1000 // per - skipped
+        return n if n > 0 else 0
 
     def _close(self, name, start, length):
         if name == "env":

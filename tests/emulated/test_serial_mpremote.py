@@ -145,7 +145,7 @@ def test_deployed_firmware_runs_after_reset(flash: Path) -> None:
         mpremote(board.port, "fs", "cp", str(paths.BOARDS / "pico-w.json"), ":board.json")
         mpremote(board.port, "reset")
         board.wait_for("atsource: pico-w boot", timeout=15)
-        board.wait_for("env t=", timeout=15)
+        board.wait_for("config: /config.json missing, using defaults", timeout=15)
 
 
 def test_mpremote_repl_and_ctrl_c_stop_a_running_main_py(flash: Path) -> None:
