@@ -57,8 +57,9 @@ def test_demo_receives_every_frame_and_passes_the_audit(
     assert len(notices) == len(devices)
 
     # Released counts stay within the documented error of ground truth (docs/privacy.md):
-    # sensing error (5 %) plus four standard deviations of the policy's noise.
-    sigma = {5: 14.1, 2: 28.3, 3: 28.3}  # ble at epsilon 0.1; doorway halves at 0.05 each
+    # sensing error (5 %) plus the noise's one-in-a-million tail, ln(10^6) / epsilon (the
+    # geometric law has exponential tails: a few standard deviations are passed routinely).
+    tail = {5: 138, 2: 276, 3: 276}  # ble at epsilon 0.1; doorway halves at 0.05 each
     truth_key = {5: "addresses_distinct", 2: "crossings_in", 3: "crossings_out"}
     store = SQLiteStore(out / "readings.db")
     by_kid: dict[str, list[dict[int, Any]]] = {}
@@ -70,11 +71,11 @@ def test_demo_receives_every_frame_and_passes_the_audit(
         truth = {row["start"]: row for row in world.ground_truth(3600)}
         for rec in by_kid[d["kid"]]:
             sid = rec[7]
-            if sid not in sigma or rec[0] not in truth or truth[rec[0]]["covered_s"] < 3600:
+            if sid not in tail or rec[0] not in truth or truth[rec[0]]["covered_s"] < 3600:
                 continue
             want = truth[rec[0]][truth_key[sid]]
             if 6 in rec:
-                assert abs(rec[6] - want) <= 0.05 * want + 4 * sigma[sid] + 2, (d, rec, want)
+                assert abs(rec[6] - want) <= 0.05 * want + tail[sid] + 2, (d, rec, want)
                 assert rec[6] >= 10, "a released count is never below k"
                 checked += 1
             else:
