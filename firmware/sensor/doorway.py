@@ -25,10 +25,11 @@ def _diff(a, b):
 
 
 class LineCounter:
-    def __init__(self, body_milli=4250, gap_milli=3500, debounce_us=20000, stop_us=1500000):
+    def __init__(self, body_milli=4000, gap_milli=3000, debounce_us=20000, stop_us=1500000):
         # body_milli: one body's dark time in units of the beam-to-beam lag, in thousandths
-        # (body depth / beam spacing: 0.425 m / 0.10 m = 4250); gap_milli: the extra dark time a
-        # close follower adds, in the same units (0.1-0.5 s behind at walking speed).
+        # (body depth / beam spacing: about 0.35-0.5 m / 0.10 m); gap_milli: the extra dark time
+        # a close follower adds, in the same units (0.1-0.5 s behind at walking speed). The
+        # defaults (as in config.py) were calibrated on the shipped scenarios' doorway days.
         self.body_milli = body_milli
         self.gap_milli = gap_milli
         self.debounce_us = debounce_us
@@ -42,18 +43,25 @@ class LineCounter:
         self._active = False
         self._clear_at = 0  # when both beams became clear (episode may end after debounce)
         self._clear = False
+        # Per-episode state, per beam, allocated once and reset in place (edges come from IRQs).
+        self._n = [0, 0]  # dark intervals per beam
+        self._dark_us = [0, 0]  # total dark time per beam
+        self._first_t = [0, 0]  # first darkening per beam
+        self._seen = [False, False]
+        self._est = [0, 0]  # people estimated from each beam's dark intervals
         self._reset_episode()
 
     def _reset_episode(self):
-        self._n = [0, 0]  # dark intervals per beam
-        self._dark_us = [0, 0]  # total dark time per beam
+        for b in (0, 1):
+            self._n[b] = 0
+            self._dark_us[b] = 0
+            self._first_t[b] = 0
+            self._seen[b] = False
+            self._est[b] = 0
         self._first = -1  # beam that darkened first
-        self._first_t = [0, 0]  # first darkening per beam
-        self._seen = [False, False]
         self._last_clear = -1
         self._both_since = 0
         self._both_max = 0
-        self._est = [0, 0]  # people estimated from each beam's dark intervals
 
     def edge(self, beam, dark, t):
         """A beam (0 = A, 1 = B) went dark (True) or clear (False) at ticks_us t."""

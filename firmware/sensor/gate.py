@@ -5,14 +5,12 @@
 # - counts: withheld below k (status "below k", never the value), otherwise released with
 #   two-sided geometric noise of the policy's epsilon; each release spends epsilon from a daily
 #   ledger kept on flash, and a stream whose budget is spent sends "budget exhausted" instead.
-# Every record names the policy hash.
+# Every record names the policy hash. Records are dicts; the app encodes them (sensor.cbor).
 import json
 import math
 import os
 
 from micropython import const
-
-from sensor import cbor
 
 S_ENV = const(1)
 S_DOOR_IN = const(2)
@@ -193,6 +191,3 @@ class Gate:
                     r[key] = fields[key]
         return r
 
-
-def encode(record):
-    return cbor.dumps(record)

@@ -6,17 +6,13 @@ import json
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.progress import (
-    BarColumn,
-    DownloadColumn,
     Progress,
     TaskID,
-    TextColumn,
-    TimeRemainingColumn,
 )
 
 from .deploy import DeployResult, deploy
+from .progress import byte_progress
 
 
 class _Bar:
@@ -82,16 +78,7 @@ def deploy_cmd(
       atsource deploy --port /dev/ttyACM0
       atsource deploy --port /dev/pts/5 --dry-run
     """
-    err = Console(stderr=True)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=as_json or not err.is_terminal,
-    ) as progress:
+    with byte_progress(as_json) as progress:
         result = deploy(
             port, board=board, src=src, dry_run=dry_run, reset=reset, reporter=_Bar(progress)
         )

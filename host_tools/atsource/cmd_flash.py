@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .flash import UF2_DIR_ENV, flash
+from .progress import byte_progress
 
 
 @click.command("flash")
@@ -56,21 +55,12 @@ def flash_cmd(
       atsource flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-v1.29.0.bin --erase
       atsource flash --port /dev/ttyACM0 --firmware RPI_PICO_W-v1.29.0.uf2
     """
-    err = Console(stderr=True)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=as_json or not err.is_terminal,
-    ) as progress:
+    with byte_progress(as_json) as progress:
         task = progress.add_task("preparing", total=None)
 
         def say(text: str) -> None:
             progress.update(task, description=text)
-            if not as_json and err.is_terminal:
+            if not as_json and progress.console.is_terminal:
                 progress.console.print(f"[dim]{text}[/dim]")
 
         def bar(done: int, total: int) -> None:

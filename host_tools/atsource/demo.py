@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import os
 import threading
@@ -23,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import paths
+from . import demo_report, paths
 from .audit import Auditor, flash_blobs
 from .boards import load_board
 from .emulator.api import EMULATED_CONFIG, make_world, serve_board
@@ -74,6 +72,7 @@ class DeviceReport:
     pivs: list[int] = field(default_factory=list)
     records: list[dict[int, Any]] = field(default_factory=list)
     notice: list[str] = field(default_factory=list)
+    world: Any = None  # the scenario's world, built once here for ground truth and the audit
 
 
 def _live_day(member: Member, flash: str, device: str) -> DayResult:
@@ -106,7 +105,7 @@ def _live_day(member: Member, flash: str, device: str) -> DayResult:
         list(emu.lines),
         stats.heap_peak,
         [r.kind for r in stats.resets],
-        getattr(stats, "frames_refused", 0),
+        stats.frames_refused,
         time.perf_counter() - t0,
     )
 
@@ -159,7 +158,8 @@ def run_demo(
             f"provisioned {p.device} (kid {p.kid})"
         )
         flashes[p.device] = flash
-        devices[p.device] = DeviceReport(m, p.device, p.kid, 0, notice=list(p.notice))
+        world = make_world(load_board(m.board), m.scenario, m.seed, None)
+        devices[p.device] = DeviceReport(m, p.device, p.kid, 0, notice=list(p.notice), world=world)
 
     # 2. A simulated day on every board, two at a time (the machine's cores).
     say(f"running a simulated day on {len(fleet)} boards ...")
@@ -196,7 +196,7 @@ def run_demo(
 
     # 4. The privacy audit: console, flash and every record's plaintext, against the crowds.
     audit = _audit(results, flashes, devices)
-    report = _write_report(out, results, devices, audit, mqtt)
+    report = demo_report.write(out, results, devices, audit, mqtt)
     summary = {
         "report": str(report),
         "seconds": round(time.perf_counter() - t_start, 1),
@@ -265,8 +265,7 @@ def _audit(results: list[DayResult], flashes: dict[str, Path], devices: dict[str
     names: set[str] = set()
     blobs: list[tuple[str, bytes]] = []
     for r in results:
-        world = make_world(load_board(r.member.board), r.member.scenario, r.member.seed, None)
-        ids = world.names_and_addresses()
+        ids = devices[r.device].world.names_and_addresses()
         addresses.update(ids["addresses"])
         names.update(ids["names"])
         blobs.append((f"{r.device}:console", "\n".join(t for _, t in r.lines).encode()))
@@ -278,23 +277,3 @@ def _audit(results: list[DayResult], flashes: dict[str, Path], devices: dict[str
             )
         )
     return Auditor(addresses, names).scan(blobs)
-
-
-def _write_report(
-    out: Path,
-    results: list[DayResult],
-    devices: dict[str, DeviceReport],
-    audit: Any,
-    mqtt: str | None,
-) -> Path:
-    from . import demo_report
-
-    return demo_report.write(out, results, devices, audit, mqtt)
-
-
-def b64png(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
-
-
-def esc(x: Any) -> str:
-    return html.escape(str(x))

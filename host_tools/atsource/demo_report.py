@@ -13,9 +13,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .boards import load_board  # noqa: E402
-from .emulator.api import make_world  # noqa: E402
-
 BELOW_K, EXHAUSTED = 1, 2
 
 
@@ -31,8 +28,7 @@ def _stream(recs: list[dict[int, Any]], sid: int) -> list[dict[int, Any]]:
     return sorted((r for r in recs if r.get(7) == sid), key=lambda r: r[0])
 
 
-def _truth(member: Any, window_s: int) -> dict[int, dict[str, Any]]:
-    world = make_world(load_board(member.board), member.scenario, member.seed, None)
+def _truth(world: Any, window_s: int) -> dict[int, dict[str, Any]]:
     return {row["start"]: row for row in world.ground_truth(window_s)}
 
 
@@ -40,7 +36,7 @@ def _plot_temperature(out: Path, devices: dict[str, Any]) -> Path:
     fig, ax = plt.subplots(figsize=(10, 4.2), dpi=110)
     for i, d in enumerate(devices.values()):
         color = f"C{i}"
-        truth = _truth(d.member, 900)
+        truth = _truth(d.world, 900)
         xs = sorted(truth)
         ax.plot([_t(s) for s in xs], [truth[s]["temp_mean_c"] for s in xs], color=color,
                 lw=1, alpha=0.5)  # fmt: skip
@@ -63,7 +59,7 @@ def _plot_people(out: Path, devices: dict[str, Any]) -> Path:
     n = len(devices)
     fig, axes = plt.subplots(n, 2, figsize=(11, 2.6 * n), dpi=110, squeeze=False)
     for row, d in enumerate(devices.values()):
-        truth = _truth(d.member, 3600)
+        truth = _truth(d.world, 3600)
         for col, (sid, key, label) in enumerate(
             ((5, "addresses_distinct", "BLE distinct devices"), (2, "crossings_in", "doorway in"))
         ):

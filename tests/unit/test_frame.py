@@ -13,6 +13,7 @@ import pytest
 from atsource import frame as rx
 from atsource import keys
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+from fakes import Counter, mutate, mutations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sensor import cbor, sealer
@@ -34,15 +35,6 @@ FUZZ = (
     if _FUZZ_N
     else settings()
 )
-
-
-class Counter:
-    def __init__(self, start: int = 0) -> None:
-        self.value = start
-
-    def next(self) -> int:
-        self.value += 1
-        return self.value - 1
 
 
 class Registry:
@@ -458,11 +450,7 @@ def test_fuzz_arbitrary_bytes(data: bytes) -> None:
     _open_or_reject(b"\xd0\x83\x43\xa1\x01\x0a" + data)
 
 
-MUTATION = st.tuples(
-    st.sampled_from(["set", "xor", "insert", "delete", "truncate", "append", "splice"]),
-    st.integers(min_value=0, max_value=200),
-    st.binary(min_size=1, max_size=12),
-)
+MUTATION = mutations(200, 12)
 
 
 @FUZZ
@@ -472,23 +460,5 @@ MUTATION = st.tuples(
     st.lists(MUTATION, min_size=1, max_size=4),
 )
 def test_fuzz_mutated_frames(n: int, base: bytes, muts: list[tuple[str, int, bytes]]) -> None:
-    frames = [base, seal(n)]
-    for f in frames:
-        g = bytearray(f)
-        for op, pos, blob in muts:
-            i = pos % (len(g) + 1)
-            if op == "set" and i < len(g):
-                g[i] = blob[0]
-            elif op == "xor" and i < len(g):
-                g[i] ^= blob[0] or 1
-            elif op == "insert":
-                g[i:i] = blob
-            elif op == "delete":
-                del g[i : i + len(blob)]
-            elif op == "truncate":
-                del g[i:]
-            elif op == "append":
-                g += blob
-            elif op == "splice":
-                g[i : i + len(blob)] = blob
-        _open_or_reject(bytes(g))
+    for f in (base, seal(n)):
+        _open_or_reject(mutate(f, muts))

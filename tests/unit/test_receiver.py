@@ -23,6 +23,7 @@ from atsource.receiver import RECEIVER_REASONS, Receiver, RegistryError
 from atsource.store import SQLiteStore, StoreError
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+from fakes import Counter
 from pycose import algorithms, headers
 from pycose.keys.symmetric import SymmetricKey
 from pycose.messages.enc0message import Enc0Message
@@ -35,15 +36,6 @@ UNKNOWN = keys.make_kid(0x00012345, 2)
 KEY, IV = keys.derive(bytes(range(16)), KID)
 KEY2, IV2 = keys.derive(bytes(range(1, 17)), KID2)
 ENV = {0: 1780272000, 1: 900, 2: bytes.fromhex("5a3c9e01"), 7: 1, 3: 2153, 4: 4520, 5: 101325}
-
-
-class Counter:
-    def __init__(self, start: int) -> None:
-        self.value = start
-
-    def next(self) -> int:
-        self.value += 1
-        return self.value - 1
 
 
 class Keys:

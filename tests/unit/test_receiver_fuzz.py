@@ -24,6 +24,7 @@ from atsource.receiver import RECEIVER_REASONS, FileSource, Receiver, write_capt
 from atsource.store import SQLiteStore
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+from fakes import Counter, mutate, mutations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sensor import cbor, sealer
@@ -40,15 +41,6 @@ KEY, IV = keys.derive(bytes(range(16)), KID)
 REC = {0: 1780272000, 1: 900, 2: bytes.fromhex("5a3c9e01"), 7: 1, 3: 2153}
 PT = sealer.pad(cbor.dumps(REC))
 ENTRIES = {KID: KeyEntry(KEY, IV), REVOKED: KeyEntry(KEY, IV, revoked=True)}
-
-
-class Counter:
-    def __init__(self, start: int) -> None:
-        self.value = start
-
-    def next(self) -> int:
-        self.value += 1
-        return self.value - 1
 
 
 @functools.lru_cache(maxsize=4096)
@@ -82,32 +74,7 @@ def test_fuzz_arbitrary_bytes(data: bytes) -> None:
         check(rx, prefix + data)
 
 
-MUTATION = st.tuples(
-    st.sampled_from(["set", "xor", "insert", "delete", "truncate", "append", "splice"]),
-    st.integers(min_value=0, max_value=300),
-    st.binary(min_size=1, max_size=16),
-)
-
-
-def mutate(f: bytes, muts: list[tuple[str, int, bytes]]) -> bytes:
-    g = bytearray(f)
-    for op, pos, blob in muts:
-        i = pos % (len(g) + 1)
-        if op == "set" and i < len(g):
-            g[i] = blob[0]
-        elif op == "xor" and i < len(g):
-            g[i] ^= blob[0] or 1
-        elif op == "insert":
-            g[i:i] = blob
-        elif op == "delete":
-            del g[i : i + len(blob)]
-        elif op == "truncate":
-            del g[i:]
-        elif op == "append":
-            g += blob
-        elif op == "splice":
-            g[i : i + len(blob)] = blob
-    return bytes(g)
+MUTATION = mutations(300, 16)
 
 
 @FUZZ

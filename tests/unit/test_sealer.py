@@ -11,6 +11,7 @@ import pytest
 from atsource import frame as rx
 from atsource.keys import derive, make_kid
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+from fakes import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 from pycose import algorithms, headers
@@ -24,18 +25,6 @@ h = bytes.fromhex
 KID = make_kid(0x00012345, 1)
 MASTER = bytes(range(16))
 KEY, IV = derive(MASTER, KID)
-
-
-class Counter:
-    """In-memory stand-in for the persisted counter (only next() is used)."""
-
-    def __init__(self, start: int = 0) -> None:
-        self.value = start
-
-    def next(self) -> int:
-        n = self.value
-        self.value += 1
-        return n
 
 
 def lookup_for(key: bytes = KEY, iv: bytes = IV) -> rx.Lookup:

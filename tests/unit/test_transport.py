@@ -14,23 +14,10 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
+from fakes import Clock
 from sensor import ipnet, transport
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0
-
-    def ticks_ms(self) -> int:
-        return self.t
-
-    def ticks_diff(self, a: int, b: int) -> int:
-        return a - b
-
-    def ticks_add(self, a: int, d: int) -> int:
-        return a + d
 
 
 def free_port() -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from atsource import frame as rx
 from atsource.keys import derive, make_kid
+from fakes import Clock
 from sensor import cbor
 from sensor.identity import Identity
 from sensor.uplink import Uplink
@@ -18,22 +19,6 @@ IDENT = Identity(KID, KEY, IV, bytes(32))
 
 def record(i: int) -> bytes:
     return cbor.dumps({0: 1780272000 + 900 * i, 1: 900, 2: b"\x01\x02\x03\x04", 7: 1, 3: i})
-
-
-class Clock:
-    """ticks in ms that the test moves (the hal functions the uplink uses)."""
-
-    def __init__(self) -> None:
-        self.t = 0
-
-    def ticks_ms(self) -> int:
-        return self.t
-
-    def ticks_diff(self, a: int, b: int) -> int:
-        return a - b
-
-    def ticks_add(self, a: int, d: int) -> int:
-        return a + d
 
 
 class Link:
