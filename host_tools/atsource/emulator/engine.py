@@ -27,6 +27,12 @@ from .world_api import World
 
 RTC_POWER_ON_US = 946_684_800 * 1_000_000  # 2000-01-01: where a board's RTC starts unpowered
 CHUNK_US = 60_000_000  # at most this much simulated time per answer, to bound event batches
+# A board's radio hands adverts over one at a time; a reply carrying thousands of them is an
+# emulator artefact that fills the VM heap with one huge transient list (and, with a
+# conservative GC, can leave some of it pinned when the live heap is measured). The span of
+# simulated time per reply therefore adapts to keep batches near this many events.
+BATCH_EVENTS = 64
+MIN_CHUNK_US = 50_000
 IDLE_TICK_S = 1.0  # while idle at the REPL, deliver world events this often (wall seconds)
 RELEASE = "1.29.0"
 VERSION = "v1.29.0 on 2026-08-25"
@@ -122,6 +128,7 @@ class EmulatedBoard:
         self._pending_input = bytearray()
         self._interrupt = False
         self._scan_end_us: int | None = None
+        self._chunk_us = CHUNK_US  # simulated time per sleep reply (adapts: BATCH_EVENTS)
         self._net_up = True
         self._line_buf = b""
         self._last_cr = False
@@ -524,7 +531,7 @@ class EmulatedBoard:
             self._shutdown()
             self._stopping = True
             return None
-        reached = min(target, self.now_us + CHUNK_US)
+        reached = min(target, self.now_us + self._chunk_us)
         if self._end_us is not None:
             reached = min(reached, max(self._end_us, self.now_us))
         interrupted = self._wait_until(reached)
@@ -543,6 +550,11 @@ class EmulatedBoard:
             self.now_us = t_cut
             self.power_cut(off_us)
             return None
+        span = reached - self.now_us
+        if len(events) > BATCH_EVENTS and span > 0:
+            self._chunk_us = max(MIN_CHUNK_US, span * BATCH_EVENTS // len(events))
+        elif len(events) < BATCH_EVENTS // 4:
+            self._chunk_us = min(CHUNK_US, self._chunk_us * 2)
         self.now_us = max(self.now_us, reached)
         ans = json.dumps([*self._since_boot(self.now_us), events], separators=(",", ":"))
         if self._interrupt:
