@@ -15,7 +15,6 @@ ticks_us = time.ticks_us
 ticks_diff = time.ticks_diff
 ticks_add = time.ticks_add
 sleep_ms = time.sleep_ms
-gmtime = time.gmtime
 urandom = os.urandom
 mem_free = gc.mem_free
 
@@ -74,19 +73,31 @@ class Board:
         return machine.Pin(self.pins["led"], machine.Pin.OUT, value=0)
 
 
+# Records and windows carry Unix time on every port. The ports count time() from different
+# epochs: esp32 from 2000-01-01 (MicroPython's default), rp2 from 1970-01-01
+# (MICROPY_EPOCH_IS_1970). gmtime(0) tells which; nothing here assumes it.
+_UNIX_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
+
+
 def epoch():
-    # Seconds since 1970 from the RTC (valid once set by NTP; 2000-01-01 after power-on).
-    return time.time()
+    # Unix seconds from the RTC (valid once set by NTP).
+    return time.time() + _UNIX_OFFSET
 
 
 def epoch_ms():
-    # Milliseconds since 1970, to wake right at a window boundary rather than up to 1 s late.
-    return time.time_ns() // 1000000
+    # Unix milliseconds, to wake right at a window boundary rather than up to 1 s late.
+    return time.time_ns() // 1000000 + _UNIX_OFFSET * 1000
+
+
+def gmtime(t):
+    # The calendar of a Unix time, whatever the port's epoch.
+    return time.gmtime(t - _UNIX_OFFSET)
 
 
 def clock_valid():
-    # The RTC starts at 2000-01-01 after a power loss; anything before 2024 is unset.
-    return time.time() > 1704067200
+    # After a power loss the RTC starts at 2000-01-01 (esp32) or 2021-01-01 (rp2); anything
+    # before 2024 has not been set.
+    return epoch() > 1704067200
 
 
 def idle(ms):

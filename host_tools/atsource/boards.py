@@ -27,7 +27,17 @@ class Board:
     firmware_offset: int
     firmware_format: str
     usb_ids: tuple[dict[str, Any], ...]
+    # Port truths the emulator follows (docs/emulator.md, "Per-port truth"): the year time()
+    # counts from, and where the RTC stands after power-on (Unix seconds).
+    epoch_year: int
+    rtc_power_on_s: int
     raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+def _utc_date(text: str) -> int:
+    from datetime import UTC, datetime
+
+    return int(datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC).timestamp())
 
 
 def board_names() -> list[str]:
@@ -57,6 +67,8 @@ def load_board(name: str) -> Board:
             firmware_offset=int(raw["firmware_offset"]),
             firmware_format=raw["firmware_format"],
             usb_ids=tuple(raw["usb_ids"]),
+            epoch_year=int(raw["epoch_year"]),
+            rtc_power_on_s=_utc_date(raw["rtc_power_on"]),
             raw=raw,
         )
     except (KeyError, TypeError, ValueError) as e:

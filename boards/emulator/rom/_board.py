@@ -84,6 +84,21 @@ def sleep_us(n):
     sleep_until(t // 1000, t % 1000)
 
 
+def io(obj):
+    # One I/O request that may wait on the outside world (the serial port's input, a real
+    # socket on the host). The host answers [ms, us, events, result] as a sleep does, so IRQs
+    # still run while the firmware waits; result is {"r": value} or {"e": errno}.
+    r = req(obj)
+    if r is None:
+        raise OSError(5)  # EIO: the host does not serve this request
+    _deliver(r[2])
+    set_now(r[0], r[1])
+    res = r[3]
+    if "e" in res:
+        raise OSError(res["e"])
+    return res.get("r")
+
+
 def tick(m, u):
     # Idle at the REPL: deliver what happened meanwhile.
     r = req({"q": "events", "ms": m, "us": u, "now": [ms, us]})
@@ -125,9 +140,21 @@ def setup(cfg_json):
     # of the file system, as on a board; the rest of the VM's file system (/dev, /tmp, /rom...)
     # stays out of sight.
     for name in ("time", "os", "gc", "micropython", "machine", "bluetooth", "network",
-                 "ntptime", "cryptolib", "random", "hostlink"):
+                 "ntptime", "cryptolib", "random", "hostlink", "sys", "select", "socket",
+                 "ssl"):
         mod = __import__("_v" + name)
+        # A shim must not show through: it names itself as the board's module and has no
+        # __file__, so repr() and help() print what a board prints (py/objmodule.c).
+        mod.__name__ = name
+        try:
+            del mod.__file__
+        except (AttributeError, KeyError):
+            pass
         sys.modules[name] = mod
+        # `import utime` finds a board's built-in `time` through the u-prefix fallback
+        # (py/builtinimport.c); here it must find the shim, not the VM's own module.
+        sys.modules["u" + name] = mod
+    sys.modules["time"].set_epoch(cfg["epoch"])
     import os
 
     import _vfs

@@ -10,8 +10,7 @@ disable = _gc.disable
 isenabled = _gc.isenabled
 
 
-def threshold(*a):
-    return _gc.threshold(*a) if a else -1
+threshold = _gc.threshold  # py/modgc.c: -1 until set, then the threshold in bytes
 
 
 def mem_alloc():

@@ -199,9 +199,9 @@ class RTC:
     def datetime(self, dt=None):
         if dt is None:
             t = _vtime._rtc_us()
-            tm = _vtime.gmtime(t // 1000000)
+            tm = _vtime.unix_gmtime(t // 1000000)
             return (tm[0], tm[1], tm[2], tm[6], tm[3], tm[4], tm[5], t % 1000000)
-        secs = _vtime.mktime((dt[0], dt[1], dt[2], dt[4], dt[5], dt[6], 0, 0))
+        secs = _vtime.unix_mktime((dt[0], dt[1], dt[2], dt[4], dt[5], dt[6], 0, 0))
         _set_rtc(secs * 1000000 + (dt[7] if len(dt) > 7 else 0))
 
     def init(self, dt):

@@ -1,14 +1,10 @@
-# micropython, plus what the boards have and the WebAssembly build leaves out.
+# micropython, as on the boards: every name of the VM's own module, plus what the esp32 and rp2
+# builds have and the WebAssembly build leaves out. (_board names it `micropython`.)
 import micropython as _m
 
-const = _m.const
-schedule = _m.schedule
-heap_lock = _m.heap_lock
-heap_unlock = _m.heap_unlock
-kbd_intr = _m.kbd_intr
-opt_level = _m.opt_level
-qstr_info = _m.qstr_info
-stack_use = _m.stack_use
+for _k in dir(_m):
+    if not _k.startswith("__"):
+        globals()[_k] = getattr(_m, _k)
 
 
 def alloc_emergency_exception_buf(size):
@@ -21,3 +17,15 @@ def mem_info(verbose=None):
     print("stack: 0 out of 15360")
     print("GC: total: %d, used: %d, free: %d" % (
         gc.mem_alloc() + gc.mem_free(), gc.mem_alloc(), gc.mem_free()))
+
+
+del _k
+
+
+def kbd_intr(chr):
+    # The serial port's interrupt character (3, or -1 to pass Ctrl-C through as data, as
+    # mpremote mount does): it is the host that sees the port's bytes first.
+    import _board
+
+    _m.kbd_intr(chr)
+    _board.req({"q": "kbd", "c": chr, "now": [_board.ms, _board.us]})

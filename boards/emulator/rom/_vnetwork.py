@@ -19,6 +19,14 @@ else:
     STAT_GOT_IP = 3
 
 _up = True  # the world's network, updated by events
+_stations = []  # every WLAN made, to tell whether the board has joined a network
+
+
+def joined():
+    for w in _stations:
+        if w._joined():
+            return True
+    return False
 
 
 def _net(ev):
@@ -37,6 +45,7 @@ def hostname(name=None):
 class WLAN:
     def __init__(self, interface_id=STA_IF):
         self._if = interface_id
+        _stations.append(self)
         self._active = False
         self._ssid = None
         self._since = 0

@@ -11,7 +11,9 @@ def time():
         raise OSError(110)  # ETIMEDOUT, as when no reply comes back
     r = _b.req({"q": "ntp", "now": [_b.ms, _b.us]})
     _b.advance(20000)  # a round trip on a LAN
-    return r // 1000000
+    import _vtime
+
+    return r // 1000000 - _vtime._off  # seconds since the port's epoch, as ntptime returns
 
 
 def settime():

@@ -13,6 +13,8 @@ _uname = None
 
 
 def urandom(n):
+    if n < 0:
+        raise ValueError  # extmod/modos.c mp_os_urandom
     return bytes(_b.rng_bytes(n))
 
 

@@ -1,15 +1,22 @@
-# time, on the virtual clock. Conversions (gmtime, mktime, ticks arithmetic) are the VM's own.
+# time, on the virtual clock. Conversions (ticks arithmetic, the calendar) are the VM's own.
+#
+# The port's epoch: MicroPython counts from 2000-01-01 unless a port sets MICROPY_EPOCH_IS_1970
+# (shared/timeutils/timeutils.h). The esp32 port keeps 2000 (its time(), time_ns(), gmtime()
+# and mktime() all count from 2000: ports/esp32/modtime.c, mphalport.c mp_hal_time_ns); the
+# rp2 port sets 1970 (ports/rp2/mpconfigport.h). This VM counts from 1970, so the board's
+# epoch offset (from the board definition) is applied here. Internally the RTC is kept in Unix
+# microseconds, as the host knows it.
 import time as _t
 
 import _board as _b
 
 ticks_add = _t.ticks_add
 ticks_diff = _t.ticks_diff
-mktime = _t.mktime
 _MASK = 0x3FFFFFFF
-# Where the RTC stood at boot (epoch seconds); machine.RTC and ntptime move it.
+# Where the RTC stood at boot (Unix seconds and microseconds); machine.RTC and ntptime move it.
 rtc_base_s = 0
 rtc_base_us = 0
+_off = 0  # seconds from 1970-01-01 to the port's epoch (946684800 for a 2000 epoch)
 
 
 def ticks_ms():
@@ -39,32 +46,49 @@ def sleep(s):
 
 
 def _rtc_us():
+    # Unix microseconds now.
     return (rtc_base_s * 1000 + _b.ms) * 1000 + rtc_base_us + _b.us
 
 
 def time():
     _b.cost()
-    return _rtc_us() // 1000000
+    return _rtc_us() // 1000000 - _off
 
 
 def time_ns():
     _b.cost()
-    return _rtc_us() * 1000
+    return (_rtc_us() - _off * 1000000) * 1000
 
 
 def gmtime(secs=None):
-    return _t.gmtime(time() if secs is None else secs)
+    return _t.gmtime((time() if secs is None else secs) + _off)
 
 
-def localtime(secs=None):
-    # Boards keep UTC in the RTC; localtime equals gmtime there too.
-    return _t.gmtime(time() if secs is None else secs)
+# Boards keep UTC in the RTC; localtime equals gmtime there too.
+localtime = gmtime
+
+
+def mktime(tm):
+    return _t.mktime(tm) - _off
+
+
+def unix_gmtime(secs):
+    return _t.gmtime(secs)
+
+
+def unix_mktime(tm):
+    return _t.mktime(tm)
 
 
 def set_rtc(epoch_us):
-    # Make the RTC read epoch_us now.
+    # Make the RTC read epoch_us (Unix microseconds) now.
     global rtc_base_s, rtc_base_us
     since_boot = _b.ms * 1000 + _b.us
     base = epoch_us - since_boot
     rtc_base_s = base // 1000000
     rtc_base_us = base % 1000000
+
+
+def set_epoch(year):
+    global _off
+    _off = 946684800 if year == 2000 else 0

@@ -22,10 +22,11 @@ from typing import Any
 
 from ..boards import Board, load_board
 from ..errors import DeviceError, UserError
+from . import netbridge
+from .netbridge import NetBridge, NetError
 from .node import NodeVM, VMExited
 from .world_api import World
 
-RTC_POWER_ON_US = 946_684_800 * 1_000_000  # 2000-01-01: where a board's RTC starts unpowered
 CHUNK_US = 60_000_000  # at most this much simulated time per answer, to bound event batches
 # A board's radio hands adverts over one at a time; a reply carrying thousands of them is an
 # emulator artefact that fills the VM heap with one huge transient list (and, with a
@@ -43,6 +44,9 @@ CAUSES = {
     "rp2": {"power": 1, "hard": 1, "wdt": 3, "deepsleep": 1, "soft": 1, "reset": 3},
 }
 ESP32_ROM = {1: "POWERON_RESET", 3: "RTCWDT_SYS_RESET", 5: "DEEPSLEEP_RESET", 12: "SW_CPU_RESET"}
+
+
+_GONE = object()  # an I/O request whose board reset or stopped while it waited
 
 
 class EmulatorError(DeviceError):
@@ -91,6 +95,7 @@ class EmulatedBoard:
         enforce_heap: bool = True,
         entry: str | None = None,
         on_frame: Callable[[bytes], bool] | None = None,
+        hosts: dict[str, str] | None = None,
     ) -> None:
         self.board = load_board(board) if isinstance(board, str) else board
         self.flash_dir = Path(flash_dir)
@@ -122,7 +127,7 @@ class EmulatedBoard:
         self._state = "off"  # off, running, idle
         self._boot_us = 0
         self._boots = 0
-        self._rtc_delta_us = RTC_POWER_ON_US - self.now_us  # RTC minus true time
+        self._rtc_delta_us = self._rtc_power_on_us() - self.now_us  # RTC minus true time
         self._rtc_powered = False
         self._mode = "friendly"
         self._pending_input = bytearray()
@@ -145,6 +150,15 @@ class EmulatedBoard:
         self._stall_warned = False
         self._stopping = False
         self._commands: queue.Queue[Callable[[], None]] = queue.Queue()
+        # The board's sockets, bridged to the host's loopback (netbridge.py); the serial port's
+        # interrupt character (micropython.kbd_intr: -1 passes Ctrl-C through as data).
+        self.net = NetBridge(hosts)
+        self._kbd_intr = 3
+
+    def _rtc_power_on_us(self) -> int:
+        # Where the port's RTC starts after power loss: 2000-01-01 on esp32 (epoch 0), and
+        # 2021-01-01 on rp2 (ports/rp2/main.c starts the AON timer there).
+        return self.board.rtc_power_on_s * 1_000_000
 
     # ---- identity ---------------------------------------------------------------------------
     def _digest(self, label: str) -> bytes:
@@ -183,6 +197,7 @@ class EmulatedBoard:
             "cause": CAUSES[self.board.port][cause],
             "rng": rng.hex(),
             "rtc_us": self.now_us + self._rtc_delta_us,
+            "epoch": self.board.epoch_year,
             "release": RELEASE,
             "version": VERSION,
         }
@@ -190,7 +205,7 @@ class EmulatedBoard:
     # ---- power and resets -------------------------------------------------------------------
     def _boot(self, cause: str, mode: str = "friendly") -> None:
         if cause == "power" and not self._rtc_powered:
-            self._rtc_delta_us = RTC_POWER_ON_US - self.now_us
+            self._rtc_delta_us = self._rtc_power_on_us() - self.now_us
             self._rtc_powered = True
         self._boots += 1
         self._boot_us = self.now_us
@@ -212,6 +227,8 @@ class EmulatedBoard:
         if self._vm is not None:
             self._vm.kill()
             self._vm = None
+        self.net.close_all()
+        self._kbd_intr = 3
         self._state = "off"
 
     def power_cut(self, off_us: int = 0) -> None:
@@ -251,7 +268,7 @@ class EmulatedBoard:
     def feed_input(self, data: bytes) -> None:
         """Bytes typed on the board's serial port."""
         for b in data:
-            if b == 3 and self._state == "running":
+            if b == self._kbd_intr and self._state == "running":
                 # Ctrl-C raises KeyboardInterrupt in running code; it is not queued as input.
                 self._interrupt = True
             else:
@@ -350,7 +367,12 @@ class EmulatedBoard:
     def _discard_events(self, t_us: int) -> None:
         for ev in self.world.events_until(t_us):
             if ev[0] == "net":
-                self._net_up = bool(ev[2])
+                self._set_net(bool(ev[2]))
+
+    def _set_net(self, up: bool) -> None:
+        self._net_up = up
+        if not up:
+            self.net.drop_connections()
 
     def _wait_until(self, target_us: int) -> bool:
         """Pace to wall time (if a speed is set) while serving the serial port.
@@ -380,6 +402,13 @@ class EmulatedBoard:
         assert vm is not None
         if self._state == "idle":
             self._idle_step(vm)
+            return
+        if self.serial is not None and self.serial.backlogged():
+            # Somebody has the port open but has not read what the board printed: the board
+            # waits for them (its output pipe fills and blocks the VM), nothing is dropped.
+            self.serial.wait_writable(0.05)
+            self._poll_serial(0)
+            self._last_msg_wall = time.monotonic()
             return
         try:
             msgs = vm.read_available()
@@ -490,6 +519,9 @@ class EmulatedBoard:
             reply = self._request(msg)
             if reply is not None and self._vm is vm:
                 vm.send_line(reply)
+            # A request may wait on the outside world (stdin, a socket): that is not the
+            # firmware stalling.
+            self._last_msg_wall = time.monotonic()
         elif "idle" in msg:
             self._state = "idle"
             self._interrupt = False
@@ -597,7 +629,7 @@ class EmulatedBoard:
                     ]
                 )
             elif kind == "net":
-                self._net_up = bool(ev[2])
+                self._set_net(bool(ev[2]))
                 out.append(["n", *self._since_boot(t), 1 if ev[2] else 0])
             elif kind == "power":
                 # Everything after the cut never happens for this boot.
@@ -689,6 +721,219 @@ class EmulatedBoard:
         else:
             self.stats.frames_refused += 1
         return "true" if ok else "false"
+
+    # ---- serial input and sockets for running code (sys.stdin, select, socket, ssl) ---------
+    def _q_kbd(self, q: dict[str, Any]) -> str:
+        self._kbd_intr = int(q["c"])
+        return "{}"
+
+    def _q_io(self, q: dict[str, Any]) -> str | None:
+        op = q["op"]
+        try:
+            if op == "in":
+                return self._io_stdin(int(q["n"]))
+            result = getattr(self, "_io_" + op)(q)
+        except NetError as e:
+            return self._io_answer({"e": e.code})
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return self._io_answer({"e": 22})  # EINVAL: a request this side cannot read
+        if result is _GONE:
+            return None
+        return self._io_answer({"r": result})
+
+    def _io_answer(self, result: dict[str, Any]) -> str | None:
+        """The answer to an I/O request: world events up to now (as a sleep), then the result."""
+        events, cut = self._events(self.now_us)
+        if cut is not None:
+            self.now_us = cut[0]
+            self.power_cut(cut[1])
+            return None
+        if self._wdt_deadline_us is not None and self._wdt_deadline_us < self.now_us:
+            self._restart("wdt")  # blocked on I/O without feeding the watchdog
+            return None
+        ans = json.dumps([*self._since_boot(self.now_us), events, result], separators=(",", ":"))
+        if self._interrupt:
+            self._interrupt = False
+            return "!" + ans
+        return ans
+
+    def _io_stdin(self, n: int) -> str | None:
+        if not self._pending_input and self.serial is None:
+            # Nothing will ever type: the board waits here until the run ends.
+            if self._end_us is not None:
+                self._discard_events(self._end_us)
+                self.now_us = max(self.now_us, self._end_us)
+            self._shutdown()
+            self._stopping = True
+            return None
+        if self._io_wait([["in", 1]], -1) is None:
+            return None
+        data = bytes(self._pending_input[:n])
+        del self._pending_input[: len(data)]
+        return self._io_answer({"r": data.hex()})
+
+    def _ready(self, want: list[list[Any]], timeout: float) -> list[list[Any]]:
+        """Which of want ([id, POLLIN|POLLOUT]) is ready, waiting up to timeout wall seconds
+        for a socket or the serial port."""
+        sel = selectors.DefaultSelector()
+        try:
+            for f in self.serial.fileobjs() if self.serial is not None else []:
+                sel.register(f, selectors.EVENT_READ, None)
+            socks: dict[Any, int] = {}
+            for sid, mask in want:
+                f = self.net.fileobj(sid)
+                if f is None:
+                    continue
+                ev = (selectors.EVENT_READ if mask & 1 else 0) | (
+                    selectors.EVENT_WRITE if mask & 4 else 0
+                )
+                if ev:
+                    sel.register(f, ev, sid)
+                    socks[sid] = 0
+            quick = any(sid == "in" and self._pending_input for sid, _ in want) or any(
+                self.net.pending(sid) for sid in socks
+            )
+            got = sel.select(0 if quick else timeout) if sel.get_map() else []
+            if not sel.get_map() and not quick and timeout > 0:
+                time.sleep(timeout)
+            for key, ev in got:
+                if key.data is None:
+                    continue
+                socks[key.data] |= (1 if ev & selectors.EVENT_READ else 0) | (
+                    4 if ev & selectors.EVENT_WRITE else 0
+                )
+        finally:
+            sel.close()
+        if self.serial is not None:
+            data = self.serial.poll(0)
+            if data:
+                self.feed_input(data)
+        out: list[list[Any]] = []
+        for sid, mask in want:
+            if sid == "in":
+                if mask & 1 and self._pending_input:
+                    out.append(["in", 1])
+            elif sid in socks:
+                ev = socks[sid] | (1 if self.net.pending(sid) else 0)
+                if ev & mask:
+                    out.append([sid, ev & mask])
+            else:
+                out.append([sid, 8])  # POLLERR: not an open socket
+        return out
+
+    def _io_wait(self, want: list[list[Any]], timeout_ms: int) -> list[list[Any]] | None:
+        """Wait until something in want is ready, the timeout passes, or Ctrl-C.
+
+        A socket's peer is a real server and the serial port a real user, so this waits in
+        wall time (a timeout of T ms waits at most T ms); the virtual clock moves on by the
+        time waited, times the run's speed, never past the timeout. With nothing real to wait
+        for, the timeout passes at once. Returns the ready list ([] on timeout), or None when
+        the run ended meanwhile.
+        """
+        limit_us = timeout_ms * 1000 if timeout_ms >= 0 else None
+        real = self.serial is not None or any(self.net.fileobj(sid) for sid, _ in want)
+        if not real:
+            ready = self._ready(want, 0)
+            if not ready and limit_us is not None:
+                self.now_us += limit_us
+            return ready
+        rate = self.speed or 1.0
+        t0, sim0 = time.monotonic(), self.now_us
+        while True:
+            left = None if limit_us is None else limit_us / 1e6 - (time.monotonic() - t0)
+            ready = self._ready(want, 0.05 if left is None else max(0.0, min(0.05, left)))
+            spent = int((time.monotonic() - t0) * 1e6 * rate)
+            if limit_us is not None:
+                spent = min(spent, limit_us)
+            self.now_us = max(self.now_us, sim0 + spent)
+            if ready:
+                return ready
+            if self._interrupt or self._stopping:
+                return []
+            if left is not None and left <= 0:
+                self.now_us = max(self.now_us, sim0 + limit_us)  # type: ignore[operator]
+                return []
+            if self._end_us is not None and self.now_us >= self._end_us and self.serial is None:
+                return []
+
+    def _io_poll(self, q: dict[str, Any]) -> Any:
+        want = [[w[0], int(w[1])] for w in q["f"]]
+        got = self._io_wait(want, int(q["t"]))
+        return _GONE if got is None else got
+
+    def _net_check(self) -> None:
+        if not self._net_up:
+            raise NetError(netbridge.EHOSTUNREACH)
+
+    def _io_dns(self, q: dict[str, Any]) -> str:
+        if not self._net_up:
+            raise NetError(netbridge.EAI_FAIL)
+        return self.net.resolve(str(q["h"]))
+
+    def _io_open(self, q: dict[str, Any]) -> int:
+        return self.net.open(int(q["t"]))
+
+    def _wait_sock(self, sid: int, mask: int, timeout_ms: int) -> None:
+        if not self._io_wait([[sid, mask]], timeout_ms):
+            raise NetError(netbridge.EAGAIN if timeout_ms == 0 else netbridge.ETIMEDOUT)
+
+    def _io_connect(self, q: dict[str, Any]) -> None:
+        self._net_check()
+        sid = q["s"]
+        self.net.start_connect(sid, q["a"])
+        self._wait_sock(sid, 4, int(q["t"]))
+        self.net.finish_connect(sid)
+
+    def _io_tls(self, q: dict[str, Any]) -> None:
+        self._net_check()
+        sid = q["s"]
+        ca = bytes.fromhex(q["ca"]) if q.get("ca") else None
+        self.net.start_tls(sid, int(q["v"]), ca, q.get("h"))
+        while not self.net.handshake(sid):
+            self._wait_sock(sid, 1, int(q["t"]))
+
+    def _io_send(self, q: dict[str, Any]) -> int:
+        sid, data = q["s"], bytes.fromhex(q["d"])
+        if not data:
+            return 0
+        while True:
+            n = self.net.send(sid, data)
+            if n:
+                return n
+            self._wait_sock(sid, 4, int(q["t"]))
+
+    def _io_recv(self, q: dict[str, Any]) -> str:
+        sid = q["s"]
+        while True:
+            data = self.net.recv(sid, int(q["n"]))
+            if data is not None:
+                return data.hex()
+            self._wait_sock(sid, 1, int(q["t"]))
+
+    def _io_sendto(self, q: dict[str, Any]) -> int:
+        self._net_check()
+        return self.net.sendto(q["s"], bytes.fromhex(q["d"]), q["a"])
+
+    def _io_recvfrom(self, q: dict[str, Any]) -> Any:
+        sid = q["s"]
+        while True:
+            got = self.net.recvfrom(sid, int(q["n"]))
+            if got is not None:
+                return got
+            self._wait_sock(sid, 1, int(q["t"]))
+
+    def _io_bind(self, q: dict[str, Any]) -> None:
+        self.net.bind(q["s"], q["a"])
+
+    def _io_listen(self, q: dict[str, Any]) -> None:
+        self.net.listen(q["s"], int(q["n"]))
+
+    def _io_accept(self, q: dict[str, Any]) -> Any:
+        self._wait_sock(q["s"], 1, int(q["t"]))
+        return self.net.accept(q["s"])
+
+    def _io_close(self, q: dict[str, Any]) -> None:
+        self.net.close(q["s"])
 
     def _q_reset(self, q: dict[str, Any]) -> None:
         self._restart("reset")

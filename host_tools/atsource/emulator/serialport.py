@@ -11,28 +11,35 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import select
 import selectors
 import socket
-import termios
 import tty
 from typing import Any
 
 RAW_PASTE_REQUEST = b"\x05A\x01"
 RAW_PASTE_REFUSED = b"R\x00"
-MAX_BACKLOG = 1 << 16  # output kept for a slow or absent reader before the oldest is dropped
+# Output for a port nobody has open is kept up to this much, then the oldest is dropped (a USB
+# port with no host). While somebody has the port open nothing is dropped: past HOLD bytes
+# waiting, the board stops until the reader catches up (flow control), as a USB CDC port
+# blocks the writer while the host is connected but slow.
+MAX_BACKLOG = 1 << 16
+HOLD = 1 << 14
 
 
 class SerialBridge:
     def __init__(self, *, pty: bool = True, tcp_port: int | None = 0) -> None:
         self._master: int | None = None
-        self._slave: int | None = None
         self.pty_path: str | None = None
         if pty:
-            self._master, self._slave = os.openpty()
+            self._master, slave = os.openpty()
             # Raw line discipline: no echo, no CR/LF translation, no signals on Ctrl-C.
-            tty.setraw(self._slave)
+            tty.setraw(slave)
             os.set_blocking(self._master, False)
-            self.pty_path = os.ttyname(self._slave)
+            self.pty_path = os.ttyname(slave)
+            # Not kept open here: the master then sees POLLHUP exactly while nobody has the
+            # port open, which tells a reader that is slow from no reader at all.
+            os.close(slave)
         self._listener: socket.socket | None = None
         self._client: socket.socket | None = None
         self.tcp_port: int | None = None
@@ -63,9 +70,39 @@ class SerialBridge:
             out.append(f"socket://127.0.0.1:{self.tcp_port}")
         return out
 
+    def _pty_open(self) -> bool:
+        """Somebody has the pty open (mpremote, pyserial, a terminal)."""
+        if self._master is None:
+            return False
+        p = select.poll()
+        p.register(self._master, select.POLLIN)
+        return not any(ev & select.POLLHUP for _, ev in p.poll(0))
+
+    def has_reader(self) -> bool:
+        return self._pty_open() or self._client is not None
+
+    def backlogged(self) -> bool:
+        """Output is waiting for a reader that has the port open: hold the board."""
+        return (len(self._pty_out) > HOLD and self._pty_open()) or (
+            self._client is not None and len(self._tcp_out) > HOLD
+        )
+
+    def wait_writable(self, timeout: float) -> None:
+        """Wait until a reader takes some of the held output (or the timeout), then send."""
+        with selectors.DefaultSelector() as sel:
+            if self._pty_out and self._pty_open():
+                assert self._master is not None
+                sel.register(self._master, selectors.EVENT_WRITE)
+            if self._tcp_out and self._client is not None:
+                sel.register(self._client, selectors.EVENT_WRITE)
+            if sel.get_map():
+                sel.select(timeout)
+        self._flush()
+
     def fileobjs(self) -> list[Any]:
         objs: list[Any] = []
-        if self._master is not None:
+        # A pty nobody has open reads as hung up (always "readable"): leave it out then.
+        if self._master is not None and self._pty_open():
             objs.append(self._master)
         if self._listener is not None:
             objs.append(self._listener)
@@ -91,10 +128,8 @@ class SerialBridge:
             except OSError as e:
                 if e.errno != errno.EIO:
                     raise
-            if len(self._pty_out) > MAX_BACKLOG:
-                # Nobody reads the port: forget what it missed, as a USB port does.
-                assert self._slave is not None
-                termios.tcflush(self._slave, termios.TCIFLUSH)
+            if len(self._pty_out) > MAX_BACKLOG and not self._pty_open():
+                # Nobody has the port open: forget what it missed, as a USB port does.
                 del self._pty_out[: len(self._pty_out) - MAX_BACKLOG]
         if self._client is not None and self._tcp_out:
             try:
@@ -104,8 +139,6 @@ class SerialBridge:
                 pass
             except OSError:
                 self._drop_client()
-            if len(self._tcp_out) > MAX_BACKLOG:
-                del self._tcp_out[: len(self._tcp_out) - MAX_BACKLOG]
 
     # ---- port -> board ----------------------------------------------------------------------
     def poll(self, timeout: float) -> bytes:
@@ -177,8 +210,7 @@ class SerialBridge:
         self._drop_client()
         if self._listener is not None:
             self._listener.close()
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._master = self._slave = None
+        if self._master is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._master)
+        self._master = None
