@@ -3,14 +3,11 @@ real MicroPython VM (Node + the WebAssembly build installed by `make setup`)."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from servers import free_port, start_mosquitto, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 START_US = 1_780_272_000 * 1_000_000  # 2026-06-01T00:00:00Z
@@ -28,47 +25,10 @@ def board_name(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-MOSQUITTO = shutil.which("mosquitto") or (
-    "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A real Mosquitto on a free loopback port; yields the port."""
-    if MOSQUITTO is None:
-        pytest.skip("mosquitto not installed (apt-get install mosquitto)")
-    d = tmp_path_factory.mktemp("mosquitto")
-    port = _free_port()
-    conf = d / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        "log_dest stderr\nlog_type error\nlog_type warning\n"
-    )
-    proc = subprocess.Popen(
-        [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                pytest.fail(f"mosquitto did not start: {err.strip()}")
-            time.sleep(0.05)
+    port = free_port()
+    proc = start_mosquitto(tmp_path_factory.mktemp("mosquitto"), f"listener {port} 127.0.0.1")
     yield port
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop(proc)
