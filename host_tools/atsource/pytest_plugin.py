@@ -353,7 +353,10 @@ class Dut:
         self._seen: set[bytes] = set()
         self.rejected: list[tuple[bytes, str]] = []
         self._cursor = 0
+        self._log_mark = 0
         self._frame_mark = 0
+        self._max_piv = -1  # the highest counter of any frame opened so far
+        self._piv_mark = -1
         self._net_down = False
         self.log_start = 0  # first console line of the current test (for failure reports)
         self.served: ServedBoard | None = None
@@ -419,7 +422,10 @@ class Dut:
     def _test_config(self) -> dict[str, Any]:
         from .emulator.api import EMULATED_CONFIG
 
-        cfg: dict[str, Any] = {"v": 1, "env": {"sample_s": DEFAULT_SAMPLE_S}}
+        # No watchdog under test: the suite holds the board at the REPL between tests, and a
+        # watchdog cannot be stopped once armed (an RP2040's resets within 8.4 s), so it would
+        # reset the board mid-test, on real and emulated boards alike.
+        cfg: dict[str, Any] = {"v": 1, "env": {"sample_s": DEFAULT_SAMPLE_S}, "watchdog_ms": 0}
         if self.emulated:
             cfg.update(EMULATED_CONFIG)
         path = self._config.getoption("board_config")
@@ -457,7 +463,10 @@ class Dut:
         """From here on, ``expect`` looks only at lines printed after this point and
         ``wait_frames`` only at frames received after it."""
         self._cursor = len(self.log)
+        self._log_mark = self._cursor
         self._frame_mark = len(self._raw_frames)
+        # Counters only grow: a frame sealed after this point has a higher one than any seen.
+        self._piv_mark = self._max_piv
 
     def wall(self, sim_s: float) -> float:
         """Wall seconds to allow for ``sim_s`` seconds of board time, with a margin."""
@@ -569,8 +578,13 @@ class Dut:
         if self._console is not None:
             self._console.resume(wait_s=15)
         if not self.emulated:
+            # The board boots once from the reset; with no clock (no Wi-Fi under test) the
+            # firmware is then stopped to set the RTC and started again, which counts a second
+            # boot. The test is shown the boot the reset caused, not the restart.
             self.expect(BOOT_RE, timeout=30)
-            self.start()  # set the clock and run the firmware again
+            at = self._cursor - 1
+            self.start()
+            self._cursor = at
 
     def power_cut(self, off_s: float = 0.0) -> None:
         """Cut the power (emulated boards only: a real board skips the test, saying so)."""
@@ -601,7 +615,9 @@ class Dut:
         raw = self._raw_frames
         for i in range(len(self._opened) + len(self.rejected), len(raw)):
             try:
-                self._opened.append((i, parse_and_open(raw[i], self.registry.key_entry)))
+                opened = parse_and_open(raw[i], self.registry.key_entry)
+                self._opened.append((i, opened))
+                self._max_piv = max(self._max_piv, opened.piv)
             except FrameRejected as e:
                 self.rejected.append((raw[i], e.reason))
         return [o for _, o in self._opened]
@@ -638,12 +654,7 @@ class Dut:
         code = STREAMS[stream]
         limit = timeout if timeout is not None else self.wall((n + 1) * self.window_s)
         if not self.emulated:
-            for _ in range(n):
-                self.expect(rf"^rel {stream} ", timeout=limit)
-            self.fetch_frames()
-            got = [f for f in self._frames_since_mark() if f.record.get(7) == code]
-            assert len(got) >= n, f"{self.name}: {len(got)} {stream} frames in the outbox"
-            return got[:n]
+            return self._wait_outbox_frames(stream, code, n, limit)
         deadline = time.monotonic() + limit
         while True:
             got = [f for f in self._frames_since_mark() if f.record.get(7) == code]
@@ -657,6 +668,35 @@ class Dut:
                 )
             time.sleep(0.05)
 
+    def _wait_outbox_frames(self, stream: str, code: int, n: int, limit: float) -> list[Opened]:
+        # A real board's frames wait in its outbox. Count its `rel` lines while the firmware
+        # runs, then read the outbox at the REPL (which stops the firmware); if that is not
+        # yet enough, run the firmware again and wait for the rest. Frames already read stay.
+        rx = re.compile(rf"^rel {stream} ")
+        deadline = time.monotonic() + limit
+        since = self._log_mark
+        while True:
+            # The outbox may still hold frames sealed before the test began: not these.
+            got = [
+                f
+                for f in self._frames_since_mark()
+                if f.record.get(7) == code and f.piv > self._piv_mark
+            ]
+            if len(got) >= n:
+                return got[:n]
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{self.name}: {len(got)} of {n} {stream} frames within {limit:g} s"
+                )
+            if self._dev is not None:
+                since = len(self.log)
+                self._close_repl(run=True)  # the firmware must run to release anything
+            while time.monotonic() < deadline:
+                if sum(1 for x in self.log[since:] if rx.search(x)) >= n - len(got):
+                    break
+                time.sleep(0.05)
+            self.fetch_frames()
+
     def selftest(self) -> Opened:
         """Have the board seal a self-test record; return it opened on the host."""
         from .frame import parse_and_open
@@ -664,7 +704,9 @@ class Dut:
         out = self.exec("import sensor.selftest\nsensor.selftest.run()", timeout=60)
         m = re.search(r"selftest frame=([0-9a-f]+)", out)
         assert m, f"{self.name}: no self-test frame in {out!r}"
-        return parse_and_open(bytes.fromhex(m.group(1)), self.registry.key_entry)
+        opened = parse_and_open(bytes.fromhex(m.group(1)), self.registry.key_entry)
+        self._max_piv = max(self._max_piv, opened.piv)
+        return opened
 
     def masked(self, expr: str) -> bytes | None:
         """Bytes of a board expression read without putting them on the console (XOR-masked),

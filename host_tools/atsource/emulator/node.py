@@ -6,13 +6,26 @@ import contextlib
 import json
 import os
 import selectors
+import signal
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 from .. import paths
 from ..boards import Board
+
+
+def _die_with_parent() -> None:
+    # The VM dies with the emulator, whatever ends it (SIGTERM, SIGKILL, a crash): a VM stuck
+    # in a loop that never reads its pipe would otherwise spin on, orphaned (Linux: prctl
+    # PR_SET_PDEATHSIG; elsewhere the pipe closing ends it at its next request).
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 class VMExited(Exception):
@@ -45,6 +58,7 @@ class NodeVM:
             stderr=subprocess.PIPE,
             cwd=paths.ROOT,
             bufsize=0,
+            preexec_fn=_die_with_parent,
         )
         assert self.proc.stdout is not None and self.proc.stdin is not None
         self.stdout = self.proc.stdout
