@@ -317,6 +317,7 @@ class MqttSource:
         self.username, self.password, self.tls = username, password, tls
         self.share, self.client_id, self.keepalive = share, client_id, keepalive
         self.ready = threading.Event()  # set once the broker has granted the subscription
+        self.on_ready: Callable[[], None] | None = None  # called then, in the MQTT thread
         self._client: Any = None
         self._stopping = False
 
@@ -375,6 +376,8 @@ class MqttSource:
                 c.disconnect()
             else:
                 self.ready.set()
+                if self.on_ready:
+                    self.on_ready()
 
         def on_message(c: Any, _u: Any, msg: Any) -> None:
             # An exception here (store or registry down) leaves the message unacknowledged and
