@@ -72,3 +72,30 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server on a free loopback port (tests/support/postgres_server.py);
+    yields its URL. Skips, saying why, only where PostgreSQL cannot be run."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "support"))
+    from postgres_server import PostgresUnavailable, postgres_server
+
+    try:
+        with postgres_server() as url:
+            yield url
+    except PostgresUnavailable as e:
+        pytest.skip(f"PostgreSQL unavailable: {e}")
+
+
+@pytest.fixture
+def pg_url(postgres: str, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the session's server, for one test."""
+    import re
+
+    from postgres_server import fresh_database
+
+    name = "t_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:50]
+    return fresh_database(postgres, name)
