@@ -79,10 +79,9 @@ def _floor(frames: list[bytes], key: bytes, iv: bytes, batch: int) -> float:
     """Decrypt-and-insert: AES-CCM on each frame and executemany of the same rows."""
     import sqlite3
 
-    from cryptography.hazmat.primitives.ciphers.aead import AESCCM
-
     from atsource.frame import _header, enc_structure, external_aad, make_nonce
     from atsource.store import canonical_record
+    from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
     prepared = []
     for f in frames:
@@ -164,9 +163,8 @@ def _postgres_throughput(frames: list[bytes], lookup: Any) -> dict[str, Any]:
     the receiver process only: the server's own CPU is not in it, so wall time is given too;
     5,000 frames, so a commit per frame stays short)."""
     _firmware_on_path()
-    from postgres_server import PostgresUnavailable, fresh_database, postgres_server
-
     from atsource.store_pg import PostgresStore
+    from postgres_server import PostgresUnavailable, fresh_database, postgres_server
 
     try:
         with postgres_server(durable=True) as url:

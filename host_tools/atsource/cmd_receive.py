@@ -97,7 +97,7 @@ class Pruner:
         self.thread.start()
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
+        while True:  # once at start, then every every_s until stopped
             try:
                 with open_store(self.spec) as store:
                     res = store.prune()
@@ -107,7 +107,8 @@ class Pruner:
             except UserError as e:  # a store hiccup must not kill the receiver: next run
                 click.echo(f"receive: retention run failed: {e}", err=True)
             self.runs += 1
-            self._stop.wait(self.every_s)
+            if self._stop.wait(self.every_s):
+                return
 
     def stop(self) -> None:
         self._stop.set()

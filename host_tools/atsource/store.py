@@ -54,6 +54,7 @@ import cbor2
 
 from .errors import UserError
 from .frame import FrameRejected, ReplayWindow
+from .record import FIELDS
 
 SCHEMA_VERSION = 2
 DB_ENV = "ATSOURCE_DB"
@@ -192,8 +193,10 @@ class _Dev:
     firmware: str | None = None
 
 
-# Record keys copied into columns (record.py names them).
-_K_START, _K_LENGTH, _K_POLICY, _K_STREAM, _K_FIRMWARE = 0, 1, 2, 7, 28
+# Record keys copied into columns, by their names in the record schema (record.py).
+_KEY = {f.name: f.key for f in FIELDS.values()}
+_K_START, _K_LENGTH, _K_POLICY = _KEY["window_start"], _KEY["window_length_s"], _KEY["policy_hash"]
+_K_STREAM, _K_FIRMWARE = _KEY["stream"], _KEY["firmware_version"]
 
 # Reasons that are not counted against a kid: the registry does not know it (hostile input
 # must not grow the devices table).

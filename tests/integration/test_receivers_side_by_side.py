@@ -211,7 +211,8 @@ def test_two_receivers_one_killed_store_a_backlog_whole(
     assert refused_n >= len(replays)  # every replay refused (redeliveries after the kill too)
     assert set(st.rejected) <= {"replay", "duplicate"}, st.rejected
     assert st.devices[backlog_dev[0]]["accepted"] == BACKLOG
+    kind = "postgresql" if "://" in store_spec else "sqlite"
     print(
-        f"store {store_spec.split(':')[0]}: published {total}, stored {len(rows)}, "
+        f"store {kind}: published {total}, stored {len(rows)}, "
         f"refused as replays {refused_n} ({len(replays)} sent again)"
     )

@@ -51,7 +51,12 @@ def test_accept_replay_and_window_persist(spec: str) -> None:
         with pytest.raises(FrameRejected, match="^replay$"):
             s.accept(reading(10 + ReplayWindow.SIZE))
         s.accept(reading(11 + ReplayWindow.SIZE))
-        assert [r.piv for r in s.readings()] == [10, 8, 10 + ReplayWindow.SIZE, 11 + ReplayWindow.SIZE]
+        assert [r.piv for r in s.readings()] == [
+            10,
+            8,
+            10 + ReplayWindow.SIZE,
+            11 + ReplayWindow.SIZE,
+        ]
         assert s.stats().devices[KID]["accepted"] == 4
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import cbor2
 import pytest
+from atsource import frame as fr
 from atsource import keys
 from atsource.cli import main as cli_main
-from atsource import frame as fr
 from atsource.frame import KeyEntry, ReplayWindow, enc_structure, external_aad, make_nonce
 from atsource.receiver import RECEIVER_REASONS, FileSource, Receiver, write_capture
 from atsource.store import SQLiteStore
