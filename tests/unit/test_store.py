@@ -237,3 +237,45 @@ def test_unopenable_store_is_a_user_error(tmp_path: Path) -> None:
     con.close()
     with pytest.raises(StoreError, match="schema version 9"):
         SQLiteStore(tmp_path / "v9.db")
+
+
+def test_a_schema_1_store_is_migrated_without_reopening_a_counter(tmp_path: Path) -> None:
+    import cbor2
+
+    db = tmp_path / "v1.db"
+    con = sqlite3.connect(db)
+    con.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        CREATE TABLE devices (kid BLOB PRIMARY KEY, highest INTEGER NOT NULL DEFAULT -1,
+            bitmap INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0,
+            bad_tags INTEGER NOT NULL DEFAULT 0, last_accepted REAL) WITHOUT ROWID;
+        CREATE TABLE rejections (reason TEXT PRIMARY KEY, count INTEGER NOT NULL);
+        CREATE TABLE readings (id INTEGER PRIMARY KEY, kid BLOB NOT NULL,
+            device INTEGER NOT NULL, generation INTEGER NOT NULL, piv INTEGER NOT NULL,
+            received REAL NOT NULL, source TEXT NOT NULL, stream INTEGER,
+            window_start INTEGER, window_length INTEGER, record BLOB NOT NULL,
+            UNIQUE (kid, piv));
+        """
+    )
+    # highest 100; 100 and 98 accepted (bits 0 and 2); 99 and 69 still open; 68 and below
+    # too old (32 or more below)
+    con.execute("INSERT INTO devices VALUES (?, 100, 5, 2, 3, 1.5)", (KID,))
+    con.execute(
+        "INSERT INTO readings VALUES (1, ?, 74565, 1, 100, 1.5, 'x', 1, 0, 900, ?)",
+        (KID, cbor2.dumps(REC)),
+    )
+    con.commit()
+    con.close()
+    with SQLiteStore(db) as s:
+        for p in (100, 98, 68, 3):
+            with pytest.raises(FrameRejected):
+                s.accept(reading(p))
+        for p in (99, 69, 101):
+            s.accept(reading(p))
+        st = s.stats()
+        assert st.devices[KID]["bad_tags"] == 3 and st.devices[KID]["accepted"] == 5
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT policy FROM readings WHERE id = 1").fetchone() == (REC[2],)
+    assert con.execute("SELECT value FROM meta").fetchone() == (str(SCHEMA_VERSION),)
