@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -45,9 +46,9 @@ T0 = 1_780_272_000
 def queueing_broker(tmp_path: Path) -> Iterator[int]:
     """Mosquitto with no cap on the messages queued for an offline persistent session (the
     default, 1000, would drop part of a backlog dealt to a receiver while it is down)."""
-    from conftest import _free_port  # type: ignore[import-not-found]
-
-    port = _free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
@@ -55,8 +56,6 @@ def queueing_broker(tmp_path: Path) -> Iterator[int]:
     )
     assert MOSQUITTO is not None
     proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stderr=subprocess.PIPE)
-    import socket
-
     deadline = time.monotonic() + 10
     while True:
         try:
