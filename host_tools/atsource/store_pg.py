@@ -13,11 +13,13 @@ other; two receivers holding frames of the same device take turns.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import cbor2
 import psycopg
 
-from .store import SCHEMA_VERSION, SQLStore, StoreError
+from .store import SCHEMA_VERSION, Reading, SQLStore, StoreError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -143,6 +145,25 @@ class PostgresStore(SQLStore):
             )
             row = self._conn.execute(q, (kid,)).fetchone()
         return row
+
+    def readings(self, after_id: int = 0) -> Iterator[Reading]:
+        """Stored readings in id order, through a server-side cursor (an export of millions of
+        rows does not load them all into memory)."""
+        if self._depth:  # inside our own transaction: the plain query
+            yield from super().readings(after_id)
+            return
+        try:
+            with self._conn.transaction(), self._conn.cursor(name="atsource_readings") as cur:
+                cur.itersize = 2000
+                cur.execute(
+                    "SELECT id, kid, piv, received, source, record FROM readings WHERE id > %s"
+                    " ORDER BY id",
+                    (after_id,),
+                )
+                for rid, kid, piv, received, source, rec in cur:
+                    yield Reading(bytes(kid), piv, cbor2.loads(rec), received, source, rid)
+        except psycopg.Error as e:
+            raise self._fail(e) from None
 
     def close(self) -> None:
         self._conn.close()

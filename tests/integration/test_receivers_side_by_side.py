@@ -215,3 +215,49 @@ def test_two_receivers_one_killed_store_a_backlog_whole(
         f"store {kind}: published {total}, stored {len(rows)}, "
         f"refused as replays {refused_n} ({len(replays)} sent again)"
     )
+
+
+def test_default_client_id_is_stable_and_keeps_the_session(
+    queueing_broker: int, tmp_path: Path
+) -> None:
+    """Without --client-id a receiver still has a persistent session under a stable id:
+    frames published while it is killed are stored after it restarts."""
+    reg_path = tmp_path / "registry.db"
+    with Registry.open(reg_path) as reg:
+        _, kid = reg.begin_device("ee" * 32, "pico-w", "site", None)
+        reg.activate(kid)
+        dev = (kid, *keys.derive(reg.master(kid), kid))
+    db = str(tmp_path / "r.db")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATSOURCE_")}
+    args = ["--from", f"mqtt://127.0.0.1:{queueing_broker}/atsource/up/#", "--db", db,
+            "--registry", str(reg_path), "--quiet"]  # fmt: skip
+
+    def ids(rx: Rx) -> list[str]:
+        return [ln.rsplit(" as ", 1)[1] for ln in rx.lines if ln.startswith("receive: subscribed")]
+
+    first = Rx(args, env)
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(timeout=10)
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2)
+    pub.connect("127.0.0.1", queueing_broker)
+    pub.loop_start()
+    try:
+        infos = [pub.publish("atsource/up/x", seal(*dev, p), qos=1) for p in range(10)]
+        for i in infos:
+            i.wait_for_publish(timeout=10)
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+    second = Rx(args, env)
+    try:
+
+        def stored() -> int:
+            with open_store(db) as s:
+                return s.count()
+
+        _wait(lambda: stored() >= 10, "queued frames not delivered", [second])
+    finally:
+        assert second.stop() == 130
+    assert ids(first) == ids(second) and ids(first)[0].startswith("atsource-rx-")
+    with open_store(db) as s:
+        assert sorted(r.piv for r in s.readings()) == list(range(10))

@@ -179,3 +179,23 @@ def test_postgres_store_is_chosen_by_url(pg_url: str) -> None:
     s = open_store(pg_url)
     assert isinstance(s, SQLStore) and type(s).__name__ == "PostgresStore"
     s.close()
+
+
+def test_export_and_stats_through_the_cli(spec: str) -> None:
+    """`receive --stats` and `--export` work the same on both stores (PostgreSQL streams the
+    export through a server-side cursor)."""
+    import json
+
+    from atsource.cli import main as cli_main
+    from click.testing import CliRunner
+
+    with open_store(spec) as s, s.transaction():
+        for p in range(2500):
+            s.accept(reading(p))
+    r = CliRunner().invoke(cli_main, ["receive", "--db", spec, "--export", "json", "--out", "-"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert [x["piv"] for x in rows] == list(range(2500)) and rows[0]["kid"] == KID.hex()
+    r = CliRunner().invoke(cli_main, ["receive", "--db", spec, "--stats", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["stats"]["devices"][KID.hex()]["highest_piv"] == 2499
