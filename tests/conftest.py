@@ -93,9 +93,11 @@ def postgres() -> Iterator[str]:
 @pytest.fixture
 def pg_url(postgres: str, request: pytest.FixtureRequest) -> str:
     """A fresh, empty database on the session's server, for one test."""
+    import hashlib
     import re
 
     from postgres_server import fresh_database
 
-    name = "t_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:50]
+    digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:10]
+    name = "t_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:40] + "_" + digest
     return fresh_database(postgres, name)
