@@ -325,8 +325,8 @@ def _flat_record(plaintext: bytes) -> dict[int, Any] | None:
     if type(rec) is not dict:
         return None
     for k, v in rec.items():
-        if type(k) is not int:
-            return None
+        if type(k) is not int or not _INT_MIN <= k < _INT_LIMIT:
+            return None  # (a key out of range came from a bignum tag)
         t = type(v)
         if t is int:
             if not _INT_MIN <= v < _INT_LIMIT:

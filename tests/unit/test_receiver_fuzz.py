@@ -200,6 +200,24 @@ def test_fuzz_fast_record_path_agrees_with_the_strict_reader(
     assert _outcome(fr.decode_record, pt) == _outcome(fr._strict_record, pt)
 
 
+@pytest.mark.parametrize(
+    "pt",
+    [
+        b"\xa1\xc2\x49\x01" + bytes(8) + b"\x00",  # key: a bignum tag (2^64) cbor2 re-encodes
+        b"\xa1\x01\xc2\x49\x01" + bytes(8),  # value: the same
+        b"\xa1\x01\xc1\x1a\x65\x00\x00\x00",  # value: a datetime tag
+        b"\xa1\x01\xf9\x3c\x00",  # value: a half float
+        b"\xa2\x01\x01\x01\x02",  # a duplicate key
+        b"\xa1\x18\x01\x01",  # a non-shortest key head
+        b"\xbf\x01\x01\xff",  # an indefinite-length map
+    ],
+)
+def test_fast_record_path_refuses_what_the_strict_reader_refuses(pt: bytes) -> None:
+    """Cases the property found or must keep finding (found: the bignum key)."""
+    assert _outcome(fr._strict_record, pt) == "bad-plaintext"
+    assert _outcome(fr.decode_record, pt) == "bad-plaintext"
+
+
 def test_fast_paths_are_taken_for_device_frames() -> None:
     """The fast paths are really used (else the benchmark measures the slow ones)."""
     assert fr._split(seal(300)) is not None
