@@ -21,10 +21,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from .receiver import Result
-
-_KNOWN_KID_REASONS = frozenset(
-    {"revoked-kid", "bad-piv", "replay", "too-old", "bad-tag", "bad-plaintext", "duplicate"}
-)
+from .store import NOT_A_DEVICE
 
 
 def device_label(kid: bytes) -> str:
@@ -72,7 +69,7 @@ class ReceiverMetrics:
             self.last.labels(dev).set(res.reading.received)
             return
         reason = str(res.reason)
-        dev = device_label(res.kid) if res.kid and reason in _KNOWN_KID_REASONS else ""
+        dev = device_label(res.kid) if res.kid and reason not in NOT_A_DEVICE else ""
         self.rejected.labels(reason, dev).inc()
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> int:

@@ -198,9 +198,9 @@ _KEY = {f.name: f.key for f in FIELDS.values()}
 _K_START, _K_LENGTH, _K_POLICY = _KEY["window_start"], _KEY["window_length_s"], _KEY["policy_hash"]
 _K_STREAM, _K_FIRMWARE = _KEY["stream"], _KEY["firmware_version"]
 
-# Reasons that are not counted against a kid: the registry does not know it (hostile input
-# must not grow the devices table).
-_NO_DEVICE_ROW = frozenset({"unknown-kid"})
+# Reasons not counted against the frame's kid: the registry does not know it (hostile input
+# must not grow the devices table, nor the metrics' series).
+NOT_A_DEVICE = frozenset({"unknown-kid"})
 
 
 class SQLStore:
@@ -421,7 +421,7 @@ class SQLStore:
     def reject(self, reason: str, kid: bytes | None = None) -> None:
         with self.transaction():
             self._tx_rejects[(reason, None)] += 1
-            if kid is not None and reason not in _NO_DEVICE_ROW:
+            if kid is not None and reason not in NOT_A_DEVICE:
                 self._tx_rejects[(reason, bytes(kid))] += 1
 
     # --- retention ----------------------------------------------------------------------------
