@@ -7,9 +7,23 @@ ESP32_STUBS := micropython-esp32-stubs==1.29.0.post1
 RP2_STUBS   := micropython-rp2-rpi_pico_w-stubs==1.29.0.post1
 STDLIB_STUBS := micropython-stdlib-stubs==1.29.0.post2
 
-.PHONY: setup test lint typecheck unit bench demo clean
+.PHONY: setup system-deps test lint typecheck unit bench demo clean
 
-setup: $(BIN)/atsource node_modules/.installed $(STUBS)/esp32/.installed $(STUBS)/rp2/.installed
+setup: system-deps $(BIN)/atsource node_modules/.installed $(STUBS)/esp32/.installed $(STUBS)/rp2/.installed
+
+# Servers the integration tests start on loopback (PostgreSQL, Mosquitto): installed with
+# apt-get when missing and running as root; elsewhere those tests skip and say why.
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  pkgs=""; \
+	  { command -v initdb || ls /usr/lib/postgresql/*/bin/initdb; } >/dev/null 2>&1 || pkgs="$$pkgs postgresql"; \
+	  { command -v mosquitto || ls /usr/sbin/mosquitto; } >/dev/null 2>&1 || pkgs="$$pkgs mosquitto"; \
+	  if [ -n "$$pkgs" ]; then \
+	    echo "setup: apt-get install$$pkgs"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs >/dev/null) \
+	      || echo "setup: could not install$$pkgs; their tests will skip"; \
+	  fi; \
+	fi
 
 $(BIN)/atsource: pyproject.toml
 	$(PY) -m venv $(VENV)

@@ -32,3 +32,32 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     proc = start_mosquitto(tmp_path_factory.mktemp("mosquitto"), f"listener {port} 127.0.0.1")
     yield port
     stop(proc)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server on a free loopback port (tests/support/postgres_server.py);
+    yields its URL. Skips, saying why, only where PostgreSQL cannot be run."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "support"))
+    from postgres_server import PostgresUnavailable, postgres_server
+
+    try:
+        with postgres_server() as url:
+            yield url
+    except PostgresUnavailable as e:
+        pytest.skip(f"PostgreSQL unavailable: {e}")
+
+
+@pytest.fixture
+def pg_url(postgres: str, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the session's server, for one test."""
+    import hashlib
+    import re
+
+    from postgres_server import fresh_database
+
+    digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:10]
+    name = "t_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:40] + "_" + digest
+    return fresh_database(postgres, name)

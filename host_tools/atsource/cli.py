@@ -210,9 +210,10 @@ def emulate(
         )
 
 
-from .cmd_receive import receive  # noqa: E402
+from .cmd_receive import receive, store_group  # noqa: E402
 
 main.add_command(receive)
+main.add_command(store_group)
 
 from .cmd_notice import notice, policy_group  # noqa: E402
 

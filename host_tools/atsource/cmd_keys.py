@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,20 +73,92 @@ def devices() -> None:
     """Devices in the registry."""
 
 
+# Exit status of `devices list --stale` when a device is stale (as `receive --count`: the
+# data expected did not arrive).
+EXIT_STALE = 4
+
+
+def _health(db: str | None, kid_device: dict[bytes, int]) -> dict[int, dict[str, Any]]:
+    """Per device number: what the readings store says (all key generations together)."""
+    from .store import default_db, is_postgres_url, open_store
+
+    spec = db or default_db()
+    if not is_postgres_url(spec) and not Path(spec).expanduser().exists():
+        return {}  # no store yet: nothing received (and do not create one)
+    with open_store(spec) as store:
+        rows = store.health()
+    out: dict[int, dict[str, Any]] = {}
+    for kid, h in rows.items():
+        number = kid_device.get(kid)
+        if number is None:
+            continue
+        d = out.setdefault(
+            number,
+            {"last": None, "highest": -1, "end": None, "length": None, "policy": None,
+             "firmware": None, "accepted": 0, "rejected": {}},
+        )  # fmt: skip
+        d["accepted"] += h.accepted
+        for reason, n in h.rejected.items():
+            d["rejected"][reason] = d["rejected"].get(reason, 0) + n
+        if h.last_accepted is not None and (d["last"] is None or h.last_accepted >= d["last"]):
+            d["last"], d["highest"] = h.last_accepted, h.highest
+            d["firmware"] = h.firmware or d["firmware"]
+        if h.last_window_end is not None and (d["end"] is None or h.last_window_end >= d["end"]):
+            d["end"], d["length"] = h.last_window_end, h.last_window_length
+            d["policy"] = h.policy.hex() if h.policy else d["policy"]
+    return out
+
+
 @devices.command("list")
 @registry_option
+@click.option(
+    "--db",
+    metavar="PATH|URL",
+    help="Readings store to read health from (default: $ATSOURCE_DB, else the per-user file).",
+)
+@click.option(
+    "--stale",
+    metavar="DURATION",
+    help="Only devices with no verified frame for this long (e.g. 2h, 1d); exit 4 if any.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the devices as JSON.")
-def devices_list(registry_path: Path | None, as_json: bool) -> None:
-    """List provisioned devices: number, site, board, state, key generation, last verification.
+def devices_list(
+    registry_path: Path | None, db: str | None, stale: str | None, as_json: bool
+) -> None:
+    """List devices: site, board, state, key generation, policy, and their health from the
+    readings store: last verified frame, windows missing since, rejects by reason, policy in
+    force, firmware version (once reported).
+
+    A window is missing when the end of the newest window received is more than one window
+    length ago. With --stale D only devices whose last verified frame is older than D (or that
+    never sent one) are listed, and the exit status is 4 when there is any: a monitoring job
+    can run `atsource devices list --stale 2h --json`.
 
     \b
-    Example:
+    Examples:
+      atsource devices list
       atsource devices list --json
+      atsource devices list --stale 1h || alert "sensors went quiet"
     """
+    import time
+
+    stale_s = None
+    if stale is not None:
+        try:
+            stale_s = parse_grace(stale)
+        except UserError:
+            raise UserError(f"bad --stale '{stale}': e.g. 2h, 30m or 1d") from None
     with open_registry(registry_path) as reg:
         rows = reg.devices()
-    data = [
-        {
+        kid_device = {k.kid: k.device for k in reg.keys(None)}
+    health = _health(db, kid_device)
+    now = time.time()
+    data = []
+    for r in rows:
+        h = health.get(r.number, {})
+        last, end, length = h.get("last"), h.get("end"), h.get("length")
+        missing = end is not None and length is not None and now > end + length
+        item = {
             "device": r.name,
             "number": r.number,
             "site": r.site,
@@ -94,31 +167,59 @@ def devices_list(registry_path: Path | None, as_json: bool) -> None:
             "generation": r.generation,
             "board_ref": r.board_ref,
             "policy_hash": r.policy_hash,
+            "policy_in_force": h.get("policy"),
             "provisioned": _when(r.provisioned),
             "verified": _when(r.verified),
             "verified_piv": r.verified_piv,
+            "last_frame": _when(last),
+            "last_frame_age_s": None if last is None else round(now - last, 1),
+            "last_piv": h.get("highest") if last is not None else None,
+            "frames_accepted": h.get("accepted", 0),
+            "windows_missing_since": _when(end) if missing else None,
+            "rejected": dict(sorted(h.get("rejected", {}).items())),
+            "firmware": h.get("firmware"),
         }
-        for r in rows
-    ]
+        if stale_s is not None:
+            item["stale"] = last is None or now - last > stale_s
+            if not item["stale"]:
+                continue
+        data.append(item)
     if as_json:
         click.echo(json.dumps(data, indent=2))
-        return
-    if not data:
-        click.echo("no devices in the registry (provision one: atsource provision --help)")
-        return
-    t = Table("device", "site", "board", "state", "gen", "policy", "verified", "board ref")
-    for d in data:
-        t.add_row(
-            d["device"],
-            d["site"],
-            d["board"],
-            d["state"],
-            str(d["generation"] or "-"),
-            d["policy_hash"] or "-",
-            (f"{d['verified']} (frame {d['verified_piv']})" if d["verified"] else "-"),
-            d["board_ref"],
+    elif not data:
+        click.echo(
+            "no stale devices"
+            if stale_s is not None
+            else "no devices in the registry (provision one: atsource provision --help)"
         )
-    _console().print(t)
+    else:
+        t = Table(
+            "device", "site", "board", "state", "gen", "policy", "last frame", "missing since",
+            "rejects", "firmware",
+        )  # fmt: skip
+        for d in data:
+            pol = d["policy_in_force"] or d["policy_hash"] or "-"
+            if (
+                d["policy_in_force"]
+                and d["policy_hash"]
+                and d["policy_in_force"] != d["policy_hash"]
+            ):
+                pol = f"{d['policy_in_force']} (registry {d['policy_hash']})"
+            t.add_row(
+                d["device"],
+                d["site"],
+                d["board"],
+                d["state"],
+                str(d["generation"] or "-"),
+                pol,
+                f"{d['last_frame']} (piv {d['last_piv']})" if d["last_frame"] else "never",
+                d["windows_missing_since"] or "-",
+                " ".join(f"{k}={v}" for k, v in d["rejected"].items()) or "-",
+                d["firmware"] or "-",
+            )
+        _console().print(t)
+    if stale_s is not None and data:
+        sys.exit(EXIT_STALE)
 
 
 # ---- keys ------------------------------------------------------------------------------------

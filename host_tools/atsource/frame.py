@@ -29,6 +29,8 @@ The replay state is not changed here: after storing the reading, the caller call
 
 from __future__ import annotations
 
+import functools
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -73,34 +75,64 @@ class FrameRejected(Exception):
 
 @dataclass
 class ReplayWindow:
-    """Sliding anti-replay window over partial IVs (persist ``highest`` and ``bitmap``).
+    """Anti-replay state of one kid: an exact set of accepted counters above a floor.
 
-    Bit i of ``bitmap`` is set when ``highest - i`` has been accepted; ``highest`` is -1 before
-    the first frame. A piv 32 or more below ``highest`` is too old.
+    ``floor``: every piv at or below it was accepted, or is too old (-1 before the first
+    frame). ``seen``: bit i set when ``floor + 1 + i`` was accepted; kept in normal form (bit 0
+    clear: a run of accepted counters just above the floor is folded into it). ``highest`` is
+    the highest piv accepted. A piv ``size`` or more below ``highest`` is too old; a piv above
+    the floor whose bit is set, or at or below the floor and inside the window, is a replay.
+
+    In order, ``seen`` stays 0; it holds only the gaps of honest reordering (at most ``size``
+    bits, 8 KiB for the default), so the window can be wide enough for a device's whole
+    backlog to arrive in any order through receivers side by side (docs/receiver.md).
     """
 
-    SIZE: ClassVar[int] = 32
-    highest: int = -1
-    bitmap: int = 0
+    SIZE: ClassVar[int] = 1 << 16
+    floor: int = -1
+    seen: int = 0
+    size: int = field(default=SIZE, compare=False, repr=False)
+
+    @property
+    def highest(self) -> int:
+        return self.floor + self.seen.bit_length()
 
     def check(self, piv: int) -> None:
-        if piv > self.highest:
+        above = piv - self.floor
+        if above > 0:
+            if self.seen >> (above - 1) & 1:
+                raise FrameRejected("replay")
             return
-        age = self.highest - piv
-        if age >= self.SIZE:
+        if self.highest - piv >= self.size:
             raise FrameRejected("too-old")
-        if self.bitmap >> age & 1:
-            raise FrameRejected("replay")
+        raise FrameRejected("replay")
 
     def accept(self, piv: int) -> None:
         self.check(piv)
-        if piv > self.highest:
-            shift = piv - self.highest
-            kept = self.bitmap << shift if shift < self.SIZE else 0
-            self.bitmap = (kept | 1) & ((1 << self.SIZE) - 1)
-            self.highest = piv
-        else:
-            self.bitmap |= 1 << (self.highest - piv)
+        floor, seen = self.floor, self.seen
+        low = max(floor + seen.bit_length(), piv) - self.size  # at or below: too old
+        if low > floor:  # the window slides: forget counters that fell out of it
+            seen >>= low - floor
+            floor = low
+        seen |= 1 << (piv - floor - 1)
+        run = (~seen & (seen + 1)).bit_length() - 1  # accepted counters just above the floor
+        self.floor, self.seen = floor + run, seen >> run
+
+    def seen_bytes(self) -> bytes:
+        """``seen`` for a BLOB column: empty for 0, else a format byte and the bits
+        little-endian, zlib-compressed when long (counters a device skips at each boot leave
+        gaps that stay in the window: mostly ones, a few bytes compressed)."""
+        if not self.seen:
+            return b""
+        raw = self.seen.to_bytes((self.seen.bit_length() + 7) // 8, "little")
+        return b"\x01" + zlib.compress(raw, 1) if len(raw) > 64 else b"\x00" + raw
+
+    @classmethod
+    def stored(cls, floor: int, seen: bytes | None) -> ReplayWindow:
+        if not seen:
+            return cls(floor)
+        raw = zlib.decompress(seen[1:]) if seen[0] == 1 else seen[1:]
+        return cls(floor, int.from_bytes(raw, "little"))
 
 
 @dataclass
@@ -250,18 +282,71 @@ def enc_structure(ext_aad: bytes) -> bytes:
     return cbor2.dumps(["Encrypt0", PROTECTED, ext_aad])
 
 
+_AAD_HEAD = b"\x83\x68Encrypt0\x43" + PROTECTED  # ["Encrypt0", h'A1010A', ...
+
+
+def _aad(kid: bytes, piv: bytes) -> bytes:
+    """``enc_structure(external_aad(kid, piv))`` built directly, for a 5-byte kid and a piv of
+    at most 5 bytes (every byte string is then shorter than 24: a one-byte head). A test checks
+    it against cbor2 for every piv length."""
+    ext = b"\x83\x01\x45" + kid + bytes((0x40 + len(piv),)) + piv
+    return _AAD_HEAD + bytes((0x40 + len(ext),)) + ext
+
+
+@functools.lru_cache(maxsize=4096)
+def _ccm(key: bytes) -> AESCCM:
+    # Building the cipher object costs more than decrypting a frame: one per key.
+    return AESCCM(key, tag_length=TAG_LEN)
+
+
 def open_ciphertext(key: bytes, nonce: bytes, aad: bytes, ct_and_tag: bytes) -> bytes:
     """AES-CCM-16-64-128 decrypt; FrameRejected('bad-tag') on any failure to authenticate."""
     if not TAG_LEN <= len(ct_and_tag) <= 0xFFFF + TAG_LEN:
         raise FrameRejected("bad-tag")
     try:
-        return AESCCM(key, tag_length=TAG_LEN).decrypt(nonce, ct_and_tag, aad)
+        return _ccm(bytes(key)).decrypt(nonce, ct_and_tag, aad)
     except InvalidTag:
         raise FrameRejected("bad-tag") from None
 
 
+_INT_MIN, _INT_LIMIT = -(1 << 64), 1 << 64  # what a CBOR head (major 0 or 1) can carry
+
+
+def _flat_record(plaintext: bytes) -> dict[int, Any] | None:
+    """The common case through cbor2's C decoder: a flat map of int keys to ints, byte or text
+    strings, encoded exactly as cbor2 re-encodes it (so: definite lengths, shortest heads, no
+    duplicate keys, no tags, no floats), then zero padding. Any other input returns None and
+    goes to the strict reader, which decides; so this accepts nothing the strict reader
+    refuses, and returns what it would."""
+    try:
+        rec = cbor2.loads(plaintext)
+    except Exception:
+        return None
+    if type(rec) is not dict:
+        return None
+    for k, v in rec.items():
+        if type(k) is not int or not _INT_MIN <= k < _INT_LIMIT:
+            return None  # (a key out of range came from a bignum tag)
+        t = type(v)
+        if t is int:
+            if not _INT_MIN <= v < _INT_LIMIT:
+                return None  # cbor2 would re-encode it as a bignum tag
+        elif t is not bytes and t is not str:
+            return None
+    enc = cbor2.dumps(rec)
+    n = len(enc)
+    if plaintext[:n] != enc or plaintext.count(0, n) != len(plaintext) - n:
+        return None
+    return rec
+
+
 def decode_record(plaintext: bytes) -> dict[int, Any]:
     """One CBOR map with int keys, then only zero bytes (the padding); else bad-plaintext."""
+    rec = _flat_record(plaintext)
+    return rec if rec is not None else _strict_record(plaintext)
+
+
+def _strict_record(plaintext: bytes) -> dict[int, Any]:
     r = _Reader(plaintext)
     try:
         item = r.item()
@@ -303,8 +388,42 @@ def piv_value(piv: bytes) -> int:
     return n
 
 
-def parse_and_open(frame: bytes, lookup: Lookup) -> Opened:
-    """Check, authenticate and decrypt one frame. Does not touch the replay state."""
+def _split(data: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """(kid, piv, ciphertext) of a frame laid out exactly as the device writes it:
+    ``D0 83 43 A1010A A2 04 45 <kid> 06 <bstr piv> <bstr ciphertext>`` with shortest heads and
+    nothing after it. Such bytes pass checks 1 to 3 whatever the strict parser says of them,
+    with the same kid, piv and ciphertext; anything else returns None and goes the long way."""
+    if data[:9] != _LAYOUT or len(data) < 17 or data[14] != 6:
+        return None
+    n = data[15] - 0x40
+    if not 0 <= n < 24:
+        return None
+    i = 16 + n
+    if i >= len(data):
+        return None
+    h = data[i]
+    if 0x40 <= h < 0x58:
+        size, start = h - 0x40, i + 1
+    elif h == 0x58 and i + 1 < len(data) and data[i + 1] >= 24:
+        size, start = data[i + 1], i + 2
+    elif h == 0x59 and (size := int.from_bytes(data[i + 1 : i + 3], "big")) >= 256:
+        start = i + 3
+    else:
+        return None
+    if start + size != len(data):
+        return None
+    return data[9:14], data[16:i], data[start:]
+
+
+_LAYOUT = b"\xd0\x83\x43" + PROTECTED + b"\xa2\x04\x45"
+
+
+def _header(frame: bytes) -> tuple[bytes, bytes, bytes]:
+    """Checks 1 to 3 on any input: (kid, piv, ciphertext) or FrameRejected."""
+    if type(frame) is bytes:
+        fast = _split(frame)
+        if fast is not None:
+            return fast
     env = decode_envelope(frame)
     if env.protected != PROTECTED:
         raise FrameRejected("bad-protected")
@@ -319,8 +438,12 @@ def parse_and_open(frame: bytes, lookup: Lookup) -> Opened:
         or not isinstance(hdr[1][1], bytes)
     ):
         raise FrameRejected("bad-header")
-    kid: bytes = hdr[0][1]
-    piv: bytes = hdr[1][1]
+    return hdr[0][1], hdr[1][1], env.ciphertext
+
+
+def parse_and_open(frame: bytes, lookup: Lookup) -> Opened:
+    """Check, authenticate and decrypt one frame. Does not touch the replay state."""
+    kid, piv, ciphertext = _header(frame)
     entry = lookup(kid) if len(kid) == KID_LEN else None
     if entry is None:
         raise FrameRejected("unknown-kid", kid)
@@ -329,9 +452,8 @@ def parse_and_open(frame: bytes, lookup: Lookup) -> Opened:
     try:
         n = piv_value(piv)
         entry.replay.check(n)
-        nonce = make_nonce(entry.context_iv, piv)
-        aad = enc_structure(external_aad(kid, piv))
-        plaintext = open_ciphertext(entry.key, nonce, aad, env.ciphertext)
+        nonce = (int.from_bytes(entry.context_iv, "big") ^ n).to_bytes(IV_LEN, "big")
+        plaintext = open_ciphertext(entry.key, nonce, _aad(kid, piv), ciphertext)
         record = decode_record(plaintext)
     except FrameRejected as e:
         raise FrameRejected(e.reason, kid) from None

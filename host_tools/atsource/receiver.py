@@ -8,9 +8,10 @@ transport does not acknowledge a frame that was not recorded.
 
 Replay state: the registry's lookup returns a fresh ``KeyEntry`` (key, context IV, revoked);
 the receiver replaces its ``replay`` with the window persisted in the store before
-``parse_and_open`` checks it, and ``Storage.accept`` re-reads, advances and writes the window in
-the transaction that stores the reading. The store is the only source of truth: nothing in
-memory can go stale, a restart resumes exactly, and several receivers may share one store.
+``parse_and_open`` checks it (read with the device locked until the commit), and
+``Storage.accept`` advances and writes it in the transaction that stores the reading. The
+store is the only source of truth: nothing in memory can go stale, a restart resumes exactly,
+and several receivers may share one store.
 
 Sources (``open_source``): ``mqtt://[user[:pass]@]host[:port][/topic]`` (``mqtts://`` for TLS)
 through paho-mqtt with QoS 1, acknowledging each message only after it is recorded, optional
@@ -317,6 +318,7 @@ class MqttSource:
         self.username, self.password, self.tls = username, password, tls
         self.share, self.client_id, self.keepalive = share, client_id, keepalive
         self.ready = threading.Event()  # set once the broker has granted the subscription
+        self.on_ready: Callable[[], None] | None = None  # called then, in the MQTT thread
         self._client: Any = None
         self._stopping = False
 
@@ -375,6 +377,8 @@ class MqttSource:
                 c.disconnect()
             else:
                 self.ready.set()
+                if self.on_ready:
+                    self.on_ready()
 
         def on_message(c: Any, _u: Any, msg: Any) -> None:
             # An exception here (store or registry down) leaves the message unacknowledged and

@@ -46,8 +46,8 @@ FAULTS: dict[int, str] = {
 
 @dataclass(frozen=True)
 class Field:
-    """One record key. ``kind``: uint, int, bytes, time (Unix seconds), enum (see ``names``),
-    bits (see ``names``). ``scale`` divides the integer (100 for hundredths)."""
+    """One record key. ``kind``: uint, int, bytes, text, time (Unix seconds), enum (see
+    ``names``), bits (see ``names``). ``scale`` divides the integer (100 for hundredths)."""
 
     key: int
     name: str
@@ -87,6 +87,8 @@ _FIELD_LIST = (
     Field(25, "faults", "bits", names=FAULTS),
     Field(26, "outbox_depth", "uint"),
     Field(27, "frames_dropped", "uint"),
+    # reserved for the health record: the firmware's version string, once firmware sends it
+    Field(28, "firmware_version", "text"),
 )
 
 FIELDS: dict[int, Field] = {f.key: f for f in _FIELD_LIST}
@@ -123,6 +125,10 @@ def _value(f: Field, v: Any) -> Any:
         if not isinstance(v, bytes):
             raise TypeError
         return v.hex()
+    if f.kind == "text":
+        if not isinstance(v, str):
+            raise TypeError
+        return v
     if not _is_int(v) or (f.kind != "int" and v < 0):
         raise TypeError
     if f.kind == "time":

@@ -126,8 +126,8 @@ def test_shared_subscription_splits_one_stream_between_two_receivers(
 ) -> None:
     """A fleet of 20 devices, 10 frames each, as they interleave on the broker. The two
     receivers share one store (one replay window per device). Mosquitto deals messages round
-    robin, so one device's frames may be reordered between receivers; that stays far inside
-    the window unless one device bursts (docs/receiver.md)."""
+    robin, so one device's frames may be reordered between receivers; the window takes that
+    (a whole backlog: tests/integration/test_receivers_side_by_side.py)."""
     db = tmp_path / "shared.db"
     SQLiteStore(db).close()
     runs = []

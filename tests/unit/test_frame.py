@@ -316,6 +316,7 @@ def test_rejections_follow_the_brief_order() -> None:
     assert reason(craft(b"\x00\x07", kid=OTHER_KID)) == "unknown-kid"
     assert reason(craft(b"\x00\x07", kid=REVOKED_KID)) == "revoked-kid"
     reg = Registry()
+    reg.entries[KID].replay = rx.ReplayWindow(size=32)
     reg.entries[KID].replay.accept(100)
     assert reason(craft(b"\x00\x07", key=bytes(16)), reg) == "bad-piv"
     assert reason(craft(b"\x07", key=bytes(16)), reg) == "too-old"
@@ -338,7 +339,9 @@ def receive(reg: Registry, f: bytes) -> str:
 
 
 def test_replay_and_reordering() -> None:
+    """The rule with a window of 32 (the default is ReplayWindow.SIZE; the rule is the same)."""
     reg = Registry()
+    reg.entries[KID].replay = rx.ReplayWindow(size=32)
     frames = {n: seal(n) for n in (0, 10, 11, 12, 40, 41, 42, 43, 200)}
     assert receive(reg, frames[10]) == "ok"
     assert receive(reg, frames[10]) == "replay"
@@ -354,11 +357,39 @@ def test_replay_and_reordering() -> None:
     assert receive(reg, frames[200]) == "ok"
     assert receive(reg, frames[43]) == "too-old"  # 157 below: outside the window
     w = reg.entries[KID].replay
-    assert (w.highest, w.bitmap) == (200, 1)
+    assert (w.highest, w.floor, w.seen) == (200, 168, 1 << 31)  # 169..199 still open
+
+
+def test_the_default_window_takes_a_whole_backlog_in_any_order() -> None:
+    """Two receivers on a shared subscription commit one device's backlog out of order: every
+    frame of a 2,000-frame backlog, in a shuffled order, is accepted once; then each is a
+    replay; the state stays small (only the gaps are kept)."""
+    import random
+
+    w = rx.ReplayWindow()
+    for p in range(5000):  # the device's life before the outage, in order: nothing kept
+        w.accept(p)
+    assert (w.floor, w.seen) == (4999, 0)
+    order = list(range(5000, 7000))
+    random.Random(1).shuffle(order)
+    for p in order:
+        w.accept(p)
+    assert (w.floor, w.seen, w.highest) == (6999, 0, 6999)
+    for p in (5000, 6500, 6999):
+        with pytest.raises(rx.FrameRejected, match="^replay$"):
+            w.check(p)
+    w.accept(7001)
+    assert (w.floor, w.seen) == (6999, 0b10)  # 7000 still open, once
+    w.accept(7000)
+    assert (w.floor, w.seen) == (7001, 0)
+    w.accept(7001 + rx.ReplayWindow.SIZE + 5)
+    with pytest.raises(rx.FrameRejected, match="^too-old$"):
+        w.check(7002)  # fell out of the window: refused for good
+    assert len(w.seen_bytes()) <= rx.ReplayWindow.SIZE // 8
 
 
 def test_window_edges() -> None:
-    w = rx.ReplayWindow()
+    w = rx.ReplayWindow(size=32)
     w.accept(0)
     w.accept(31)
     w.check(1)  # 30 below: inside
@@ -368,20 +399,28 @@ def test_window_edges() -> None:
     with pytest.raises(rx.FrameRejected, match="^too-old$"):
         w.check(0)  # 32 below: outside
     w.check(1)
-    w.accept(2**40 - 1)
-    assert (w.highest, w.bitmap) == (2**40 - 1, 1)
-    assert rx.ReplayWindow(w.highest, w.bitmap) == w  # persistable as two ints
+    w.accept(2**40 - 1)  # a jump of 2^40 slides the window without a 2^40-bit int
+    assert (w.highest, w.floor, w.seen) == (2**40 - 1, 2**40 - 33, 1 << 31)
+    w.accept(2**40 - 33 + 1)
+    assert (w.floor, w.seen) == (2**40 - 32, 1 << 30)  # folded into the floor
+    assert rx.ReplayWindow.stored(w.floor, w.seen_bytes()) == w  # persistable: int and bytes
+    gappy = rx.ReplayWindow()
+    for p in range(0, 60000, 7):  # counters skipped at each boot leave gaps for good
+        gappy.accept(p)
+    assert len(gappy.seen_bytes()) < 200  # compressed: mostly ones
+    assert rx.ReplayWindow.stored(gappy.floor, gappy.seen_bytes()) == gappy
 
 
-@given(st.lists(st.integers(min_value=0, max_value=120), max_size=80))
-def test_window_matches_a_reference_model(pivs: list[int]) -> None:
-    w = rx.ReplayWindow()
+@pytest.mark.parametrize("size", [32, 7])
+@given(pivs=st.lists(st.integers(min_value=0, max_value=120), max_size=80))
+def test_window_matches_a_reference_model(size: int, pivs: list[int]) -> None:
+    w = rx.ReplayWindow(size=size)
     seen: set[int] = set()
     highest = -1
     for p in pivs:
         if p > highest:
             expect = "ok"
-        elif highest - p >= 32:
+        elif highest - p >= size:
             expect = "too-old"
         else:
             expect = "replay" if p in seen else "ok"
@@ -394,7 +433,8 @@ def test_window_matches_a_reference_model(pivs: list[int]) -> None:
         if got == "ok":
             seen.add(p)
             highest = max(highest, p)
-        assert 0 <= w.bitmap < 2**32
+        assert w.highest == highest
+        assert 0 <= w.seen < 2**size and not w.seen & 1  # bounded, in normal form
 
 
 # --- hostile input -------------------------------------------------------------------------------

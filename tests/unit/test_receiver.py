@@ -99,7 +99,7 @@ def test_device_sealed_frames_are_stored(rx: Receiver, store: SQLiteStore) -> No
     (a, b) = store.readings()
     assert (a.kid, a.piv, a.record, a.source) == (KID, 1000, ENV, "mqtt:atsource/up/x")
     assert (b.kid, b.piv, b.record) == (KID2, 3, count)
-    assert store.window(KID) == ReplayWindow(1000, 1)
+    assert store.window(KID) == win(1000)
     assert rx.counts == {"accepted": 2}
     assert store.stats().accepted == 2
 
@@ -133,8 +133,19 @@ def test_every_single_bit_flip_is_rejected_and_changes_nothing(
     assert outcome(rx, f) == "ok"  # the original still opens afterwards
 
 
+S = ReplayWindow.SIZE  # the window: counters this far below the highest are too old
+
+
+def win(*pivs: int) -> ReplayWindow:
+    """The window after accepting pivs (in that order)."""
+    w = ReplayWindow()
+    for p in pivs:
+        w.accept(p)
+    return w
+
+
 def test_replays_and_reordering(rx: Receiver, store: SQLiteStore) -> None:
-    frames = {n: seal(n) for n in (0, 10, 11, 12, 40, 41, 42, 43, 200)}
+    frames = {n: seal(n) for n in (0, 10, 11, 12, S + 8, S + 9, S + 10, S + 11, 3 * S)}
     steps = [
         (10, "ok"),
         (10, "replay"),
@@ -142,28 +153,28 @@ def test_replays_and_reordering(rx: Receiver, store: SQLiteStore) -> None:
         (11, "ok"),  # late, inside the window: accepted once
         (11, "replay"),
         (0, "ok"),
-        (42, "ok"),
-        (11, "replay"),  # 31 below 42: inside, already seen
-        (41, "ok"),
-        (40, "ok"),
-        (0, "too-old"),  # 42 below: outside the window
-        (200, "ok"),
-        (43, "too-old"),
+        (S + 10, "ok"),
+        (11, "replay"),  # S - 1 below: inside, already seen
+        (S + 9, "ok"),
+        (S + 8, "ok"),
+        (0, "too-old"),  # S + 10 below: outside the window
+        (3 * S, "ok"),
+        (S + 11, "too-old"),
     ]
     for n, expect in steps:
         assert outcome(rx, frames[n]) == expect, n
-    assert [r.piv for r in store.readings()] == [10, 12, 11, 0, 42, 41, 40, 200]
-    assert store.window(KID) == ReplayWindow(200, 1)
+    stored = [10, 12, 11, 0, S + 10, S + 9, S + 8, 3 * S]
+    assert [r.piv for r in store.readings()] == stored
+    assert store.window(KID) == win(*stored)
     assert store.stats().rejected == {"replay": 3, "too-old": 2}
 
 
-def test_a_window_of_32_late_frames(rx: Receiver) -> None:
-    assert outcome(rx, seal(100)) == "ok"
-    for n in range(99, 68, -1):  # 31 late frames, all inside
-        assert outcome(rx, seal(n)) == "ok"
-    assert outcome(rx, seal(68)) == "too-old"  # 32 below
-    assert outcome(rx, seal(132)) == "ok"
-    assert outcome(rx, seal(100)) == "too-old"
+def test_the_window_edge(rx: Receiver) -> None:
+    assert outcome(rx, seal(100 + S)) == "ok"
+    assert outcome(rx, seal(101)) == "ok"  # S - 1 below: inside
+    assert outcome(rx, seal(100)) == "too-old"  # S below
+    assert outcome(rx, seal(100 + 2 * S)) == "ok"
+    assert outcome(rx, seal(100 + S)) == "too-old"
 
 
 def test_replay_state_is_per_kid(rx: Receiver) -> None:
@@ -264,15 +275,15 @@ def test_rejection_reasons_cover_the_brief() -> None:
 def test_replay_state_survives_reopening_the_store(db: Path) -> None:
     with SQLiteStore(db) as s:
         rx = Receiver(s, Keys())
-        for n in (50, 52, 51, 60):
+        for n in (S + 50, S + 52, S + 51, S + 60):
             assert outcome(rx, seal(n)) == "ok"
     with SQLiteStore(db) as s:
         rx = Receiver(s, Keys())
-        for n in (50, 51, 52, 60):
+        for n in (S + 50, S + 51, S + 52, S + 60):
             assert outcome(rx, seal(n)) == "replay"
         assert outcome(rx, seal(20)) == "too-old"
-        assert outcome(rx, seal(55)) == "ok"
-        assert outcome(rx, seal(61)) == "ok"
+        assert outcome(rx, seal(S + 55)) == "ok"
+        assert outcome(rx, seal(S + 61)) == "ok"
         assert s.count() == 6
 
 
@@ -282,7 +293,7 @@ def test_registry_entry_replay_field_is_ignored(store: SQLiteStore) -> None:
     reg.entries[KID].replay.accept(1000)  # a stale or hostile window in the entry
     rx = Receiver(store, reg, key_cache_s=0)
     assert outcome(rx, seal(5)) == "ok"
-    assert reg.entries[KID].replay == ReplayWindow(1000, 1)  # and it is not written either
+    assert reg.entries[KID].replay == win(1000)  # and it is not written either
 
 
 def test_submit_many_batches(store: SQLiteStore, db: Path) -> None:
@@ -308,10 +319,10 @@ def test_store_failure_raises_and_leaves_nothing_half_done(db: Path) -> None:
         con.close()
         with pytest.raises(StoreError, match="full"):
             rx.submit(seal(2))
-        assert s.window(KID) == ReplayWindow(1, 1) and s.count() == 1
+        assert s.window(KID) == win(1) and s.count() == 1
         with pytest.raises(StoreError):
             rx.submit_many([seal(3), seal(4)])
-        assert s.window(KID) == ReplayWindow(1, 1) and s.count() == 1
+        assert s.window(KID) == win(1) and s.count() == 1
 
 
 def test_registry_failure_raises(store: SQLiteStore) -> None:

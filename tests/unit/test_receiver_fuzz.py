@@ -17,9 +17,10 @@ from typing import Any
 
 import cbor2
 import pytest
+from atsource import frame as fr
 from atsource import keys
 from atsource.cli import main as cli_main
-from atsource.frame import KeyEntry, enc_structure, external_aad, make_nonce
+from atsource.frame import KeyEntry, ReplayWindow, enc_structure, external_aad, make_nonce
 from atsource.receiver import RECEIVER_REASONS, FileSource, Receiver, write_capture
 from atsource.store import SQLiteStore
 from click.testing import CliRunner
@@ -99,17 +100,20 @@ def test_fuzz_mutated_frames(base: bytes, muts: list[tuple[str, int, bytes]]) ->
 )
 def test_fuzz_sequences_match_a_reference_window(steps: list[tuple[int, bool]]) -> None:
     """Random arrival orders, replays and tampering: the receiver accepts exactly what a
-    reference model of the 32-frame window accepts, and stores each piv at most once."""
+    reference model of the window (ReplayWindow.SIZE counters) accepts, and stores each piv at
+    most once. Counters are steps of SIZE / 64 plus a small offset, so that both reordering
+    inside the window and frames beyond it occur."""
     rx = new_receiver()
     seen: set[int] = set()
     highest = -1
-    for piv, tamper in steps:
+    for k, tamper in steps:
+        piv = k * (ReplayWindow.SIZE // 64) + k % 3
         f = seal(piv)
         if tamper:
             f = f[:-1] + bytes([f[-1] ^ 0x80])
         if piv > highest:
             expect = "bad-tag" if tamper else None
-        elif highest - piv >= 32:
+        elif highest - piv >= ReplayWindow.SIZE:
             expect = "too-old"
         elif piv in seen:
             expect = "replay"
@@ -148,10 +152,86 @@ def test_fuzz_authenticated_odd_records_are_stored_or_refused(value: Any) -> Non
         json.dumps(export_row(r))
 
 
+def _outcome(f: Any, *args: Any) -> Any:
+    try:
+        return f(*args)
+    except fr.FrameRejected as e:
+        return e.reason
+
+
+@FUZZ
+@given(st.sampled_from(SEEDS), st.lists(MUTATION, min_size=0, max_size=5))
+def test_fuzz_fast_envelope_path_agrees_with_the_strict_parser(
+    base: bytes, muts: list[tuple[str, int, bytes]]
+) -> None:
+    """The receiver's fast path for the device's own layout (bytes) and the strict parser
+    (taken for anything else, e.g. a bytearray) give the same kid, piv and ciphertext, or the
+    same reason."""
+    g = mutate(base, muts)
+    assert _outcome(fr._header, g) == _outcome(fr._header, bytearray(g))
+
+
+@FUZZ
+@given(
+    st.one_of(
+        st.binary(max_size=64),
+        st.dictionaries(
+            st.integers(-(2**65), 2**65) | st.booleans() | st.text(max_size=3),
+            st.integers(-(2**65), 2**65)
+            | st.binary(max_size=30)
+            | st.text(max_size=30)
+            | st.floats()
+            | st.none()
+            | st.booleans()
+            | st.lists(st.integers(), max_size=2),
+            max_size=12,
+        ).map(lambda d: cbor2.dumps(d) if all(type(k) is not float for k in d) else b""),
+    ),
+    st.binary(max_size=8),
+    st.lists(MUTATION, max_size=2),
+)
+def test_fuzz_fast_record_path_agrees_with_the_strict_reader(
+    body: bytes, tail: bytes, muts: list[tuple[str, int, bytes]]
+) -> None:
+    """cbor2 with the checks around it never accepts a plaintext the strict reader refuses,
+    and returns the same record for what they both accept (padding, junk after the map,
+    non-shortest heads, big ints, floats, nested items, duplicate keys included)."""
+    pt = mutate(body + tail, muts) if body else tail
+    assert _outcome(fr.decode_record, pt) == _outcome(fr._strict_record, pt)
+
+
+@pytest.mark.parametrize(
+    "pt",
+    [
+        b"\xa1\xc2\x49\x01" + bytes(8) + b"\x00",  # key: a bignum tag (2^64) cbor2 re-encodes
+        b"\xa1\x01\xc2\x49\x01" + bytes(8),  # value: the same
+        b"\xa1\x01\xc1\x1a\x65\x00\x00\x00",  # value: a datetime tag
+        b"\xa1\x01\xf9\x3c\x00",  # value: a half float
+        b"\xa2\x01\x01\x01\x02",  # a duplicate key
+        b"\xa1\x18\x01\x01",  # a non-shortest key head
+        b"\xbf\x01\x01\xff",  # an indefinite-length map
+    ],
+)
+def test_fast_record_path_refuses_what_the_strict_reader_refuses(pt: bytes) -> None:
+    """Cases the property found or must keep finding (found: the bignum key)."""
+    assert _outcome(fr._strict_record, pt) == "bad-plaintext"
+    assert _outcome(fr.decode_record, pt) == "bad-plaintext"
+
+
+def test_fast_paths_are_taken_for_device_frames() -> None:
+    """The fast paths are really used (else the benchmark measures the slow ones)."""
+    assert fr._split(seal(300)) is not None
+    assert fr._flat_record(PT) == REC
+    for n in (0, 1, 255, 256, 2**32, 2**40 - 1):
+        p = n.to_bytes(max(1, (n.bit_length() + 7) // 8), "big")
+        assert fr._aad(KID, p) == enc_structure(external_aad(KID, p))
+
+
 def corpus(n: int, seed: int = 1) -> list[bytes]:
     """Frames that hit every rejection reason, then random mutations of genuine frames."""
     rng = random.Random(seed)
     out = [seal(p) for p in range(100, 110)]
+    out.append(seal(100 + ReplayWindow.SIZE))  # so that piv 50 is older than the window
     out += [
         bytes(2000),  # oversized
         b"\xd0\x83",  # not-cose

@@ -15,6 +15,14 @@ KID2 = bytes.fromhex("0000000700")
 REC = {0: 1767225600, 1: 900, 2: b"\x5a\x3c\x9e\x01", 7: 1, 3: -512}
 
 
+def win(*pivs: int) -> ReplayWindow:
+    """The window after accepting pivs (in that order)."""
+    w = ReplayWindow()
+    for p in pivs:
+        w.accept(p)
+    return w
+
+
 def reading(piv: int, kid: bytes = KID, rec: dict | None = None) -> Reading:
     return Reading(kid, piv, REC if rec is None else rec, 1767226500.25, "test")
 
@@ -30,12 +38,12 @@ def test_schema_and_wal(db: Path) -> None:
     con = sqlite3.connect(db)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert tables == {"meta", "devices", "rejections", "readings"}
+    assert tables == {"meta", "devices", "device_rejections", "rejections", "policies", "readings"}
     assert con.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION)
     cols = [r[1] for r in con.execute("PRAGMA table_info(readings)")]
     assert cols == [
         "id", "kid", "device", "generation", "piv", "received", "source",
-        "stream", "window_start", "window_length", "record",
+        "stream", "window_start", "window_length", "policy", "record",
     ]  # fmt: skip
     con.close()
 
@@ -45,14 +53,16 @@ def test_accept_stores_reading_and_window_together(db: Path) -> None:
         assert s.window(KID) == ReplayWindow()
         rid = s.accept(reading(10))
         assert rid == 1
-        assert s.window(KID) == ReplayWindow(10, 1)
+        assert s.window(KID) == win(10)
         s.accept(reading(8))
-        assert s.window(KID) == ReplayWindow(10, 0b101)
+        assert s.window(KID) == win(10, 8)
         with pytest.raises(FrameRejected, match="^replay$"):
             s.accept(reading(8))
         s.accept(reading(100))
-        with pytest.raises(FrameRejected, match="^too-old$"):
+        with pytest.raises(FrameRejected, match="^replay$"):
             s.accept(reading(10))
+        with pytest.raises(FrameRejected, match="^too-old$"):
+            s.accept(reading(100 - ReplayWindow.SIZE))
         got = list(s.readings())
         assert [(r.id, r.piv, r.record, r.source) for r in got] == [
             (1, 10, REC, "test"),
@@ -76,8 +86,8 @@ def test_replay_state_survives_reopening(db: Path) -> None:
             s.accept(reading(p))
         s.accept(reading(1, KID2))
     with SQLiteStore(db) as s:
-        assert s.window(KID) == ReplayWindow(7, 0b111)
-        assert s.window(KID2) == ReplayWindow(1, 1)
+        assert s.window(KID) == win(5, 6, 7)
+        assert s.window(KID2) == win(1)
         for p in (5, 6, 7):
             with pytest.raises(FrameRejected, match="^replay$"):
                 s.accept(reading(p))
@@ -122,11 +132,11 @@ def test_failed_insert_does_not_advance_the_window(db: Path) -> None:
     with SQLiteStore(db) as s:
         with pytest.raises(StoreError, match="disk says no"):
             s.accept(reading(2))
-        assert s.window(KID) == ReplayWindow(1, 1) and s.count() == 1
+        assert s.window(KID) == win(1) and s.count() == 1
         with pytest.raises(StoreError), s.transaction():  # a batch rolls back as a whole
             s.accept(reading(3))
             s.accept(reading(2))
-        assert s.window(KID) == ReplayWindow(1, 1) and s.count() == 1
+        assert s.window(KID) == win(1) and s.count() == 1
 
 
 def test_rejection_counters_and_bad_tags_per_kid(db: Path) -> None:
@@ -156,12 +166,12 @@ def test_batch_commits_once_and_rolls_back_on_error(db: Path) -> None:
                 s.accept(reading(2))  # a rejected frame inside a batch leaves the batch intact
             other = SQLiteStore(db, busy_timeout_s=0.05)
             assert other.count() == 0  # nothing visible before the commit
-        assert other.count() == 5 and other.window(KID) == ReplayWindow(4, 0b11111)
+        assert other.count() == 5 and other.window(KID) == win(0, 1, 2, 3, 4)
         other.close()
         with pytest.raises(KeyboardInterrupt), s.transaction():
             s.accept(reading(9))
             raise KeyboardInterrupt
-        assert s.count() == 5 and s.window(KID) == ReplayWindow(4, 0b11111)
+        assert s.count() == 5 and s.window(KID) == win(0, 1, 2, 3, 4)
 
 
 def test_writer_lock_held_elsewhere_is_a_store_error(db: Path) -> None:
@@ -171,7 +181,7 @@ def test_writer_lock_held_elsewhere_is_a_store_error(db: Path) -> None:
             with pytest.raises(StoreError, match="locked"):
                 b.accept(reading(2))
         b.accept(reading(2))
-        assert b.window(KID) == ReplayWindow(2, 0b11)
+        assert b.window(KID) == win(1, 2)
 
 
 def test_two_writers_never_accept_the_same_piv(db: Path) -> None:
@@ -227,3 +237,45 @@ def test_unopenable_store_is_a_user_error(tmp_path: Path) -> None:
     con.close()
     with pytest.raises(StoreError, match="schema version 9"):
         SQLiteStore(tmp_path / "v9.db")
+
+
+def test_a_schema_1_store_is_migrated_without_reopening_a_counter(tmp_path: Path) -> None:
+    import cbor2
+
+    db = tmp_path / "v1.db"
+    con = sqlite3.connect(db)
+    con.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        CREATE TABLE devices (kid BLOB PRIMARY KEY, highest INTEGER NOT NULL DEFAULT -1,
+            bitmap INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0,
+            bad_tags INTEGER NOT NULL DEFAULT 0, last_accepted REAL) WITHOUT ROWID;
+        CREATE TABLE rejections (reason TEXT PRIMARY KEY, count INTEGER NOT NULL);
+        CREATE TABLE readings (id INTEGER PRIMARY KEY, kid BLOB NOT NULL,
+            device INTEGER NOT NULL, generation INTEGER NOT NULL, piv INTEGER NOT NULL,
+            received REAL NOT NULL, source TEXT NOT NULL, stream INTEGER,
+            window_start INTEGER, window_length INTEGER, record BLOB NOT NULL,
+            UNIQUE (kid, piv));
+        """
+    )
+    # highest 100; 100 and 98 accepted (bits 0 and 2); 99 and 69 still open; 68 and below
+    # too old (32 or more below)
+    con.execute("INSERT INTO devices VALUES (?, 100, 5, 2, 3, 1.5)", (KID,))
+    con.execute(
+        "INSERT INTO readings VALUES (1, ?, 74565, 1, 100, 1.5, 'x', 1, 0, 900, ?)",
+        (KID, cbor2.dumps(REC)),
+    )
+    con.commit()
+    con.close()
+    with SQLiteStore(db) as s:
+        for p in (100, 98, 68, 3):
+            with pytest.raises(FrameRejected):
+                s.accept(reading(p))
+        for p in (99, 69, 101):
+            s.accept(reading(p))
+        st = s.stats()
+        assert st.devices[KID]["bad_tags"] == 3 and st.devices[KID]["accepted"] == 5
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT policy FROM readings WHERE id = 1").fetchone() == (REC[2],)
+    assert con.execute("SELECT value FROM meta").fetchone() == (str(SCHEMA_VERSION),)
