@@ -24,7 +24,9 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as e:
-            click.echo(f"atsource: error: {e}", err=True)
+            # Several problems (a config file's) are one line each.
+            for line in str(e).splitlines() or [""]:
+                click.echo(f"atsource: error: {line}", err=True)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("atsource: interrupted", err=True)

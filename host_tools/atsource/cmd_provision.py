@@ -13,7 +13,7 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 
 from .cmd_keys import open_registry, registry_option
 from .errors import UserError
-from .provision import ProvisionResult, batch_ports, provision, provision_batch
+from .provision import ProvisionResult, batch_ports, load_config, provision, provision_batch
 
 
 def _summary(r: ProvisionResult) -> str:
@@ -83,6 +83,7 @@ def provision_cmd(
       atsource provision --port /dev/ttyACM0 --site plaza-north
       atsource provision --batch --site depot --policy policies/strict.json
     """
+    load_config(config)  # a bad config is refused before any port or the registry is opened
     if not batch:
         if len(ports) != 1:
             raise UserError("name one board with --port (or use --batch for several)")

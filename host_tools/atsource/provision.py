@@ -102,6 +102,11 @@ def load_config(path: Path | None) -> dict[str, Any]:
         raise UserError(f"{path}: not a JSON config file ({e})") from None
     if not isinstance(obj, dict):
         raise UserError(f"{path}: the config must be a JSON object (docs/device.md)")
+    # The device would ignore a bad setting and run without it (no Wi-Fi, no uplink): refuse
+    # it here, before the board is touched, with the device's own reasons.
+    from .devconfig import require_valid
+
+    require_valid(obj, path)
     return obj
 
 
@@ -430,6 +435,7 @@ def provision_batch(
     One board failing does not stop the others; each item says what happened."""
     if not ports:
         raise UserError("no boards found: plug one in, or name ports with --port")
+    load_config(config)  # a bad config is refused once, before any board is touched
 
     def one(port: str) -> BatchItem:
         def stage(text: str) -> None:
