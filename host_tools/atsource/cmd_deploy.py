@@ -11,6 +11,7 @@ from rich.progress import (
     TaskID,
 )
 
+from .cmd_ports import PORT_HELP
 from .deploy import DeployResult, deploy
 from .progress import byte_progress
 
@@ -43,7 +44,7 @@ def _summary(r: DeployResult) -> str:
 
 
 @click.command("deploy")
-@click.option("--port", "-p", required=True, help="Serial port: /dev/ttyACM0, a pty, socket://...")
+@click.option("--port", "-p", default="auto", show_default=True, help=PORT_HELP)
 @click.option("--board", help="Board definition (default: detected from the port or the board).")
 @click.option(
     "--firmware",
@@ -78,6 +79,9 @@ def deploy_cmd(
       atsource deploy --port /dev/ttyACM0
       atsource deploy --port /dev/pts/5 --dry-run
     """
+    from .ports import resolve
+
+    port = resolve(port)
     with byte_progress(as_json) as progress:
         result = deploy(
             port, board=board, src=src, dry_run=dry_run, reset=reset, reporter=_Bar(progress)

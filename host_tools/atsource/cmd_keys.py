@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from .cmd_ports import PORT_HELP
 from .errors import UserError
 from .provision import DEFAULT_GRACE_S, rotate
 from .registry import PATH_ENV, Registry
@@ -174,7 +175,7 @@ def keys_list(device: str | None, registry_path: Path | None, as_json: bool) -> 
 
 @keys.command("rotate")
 @click.argument("device")
-@click.option("--port", "-p", required=True, help="Serial port of the device's board.")
+@click.option("--port", "-p", default="auto", show_default=True, help=PORT_HELP)
 @click.option(
     "--grace",
     default="7d",
@@ -198,6 +199,9 @@ def keys_rotate(
     """
     number = parse_device(device)
     grace_s = parse_grace(grace) if grace else DEFAULT_GRACE_S
+    from .ports import resolve
+
+    port = resolve(port)
     with open_registry(registry_path) as reg:
         r = rotate(port, number, registry=reg, grace_s=grace_s)
     if as_json:

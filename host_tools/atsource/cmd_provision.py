@@ -36,7 +36,8 @@ def _summary(r: ProvisionResult) -> str:
     "-p",
     "ports",
     multiple=True,
-    help="Serial port of the board (repeat with --batch to add ports).",
+    help="Serial port of the board (repeat with --batch to add ports); without one, or with "
+    "'auto', the one board attached or emulated here (atsource ports).",
 )
 @click.option("--site", required=True, help="Site name, e.g. plaza-north.")
 @click.option(
@@ -85,8 +86,11 @@ def provision_cmd(
     """
     load_config(config)  # a bad config is refused before any port or the registry is opened
     if not batch:
-        if len(ports) != 1:
+        if len(ports) > 1:
             raise UserError("name one board with --port (or use --batch for several)")
+        from .ports import resolve
+
+        ports = (resolve(ports[0] if ports else None),)
         err = Console(stderr=True)
         show = err.is_terminal and not as_json
         with (

@@ -234,7 +234,7 @@ def _deploy(
         copied=plan.copy,
         removed=plan.remove,
         unchanged=len(plan.unchanged),
-        bytes_copied=0 if dry_run else plan.copy_bytes,
+        bytes_copied=plan.copy_bytes,  # with --dry-run: the bytes it would copy
         manifest_written=plan.manifest_changed and not dry_run,
         seconds=round(time.monotonic() - t0, 3),
     )

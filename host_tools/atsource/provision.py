@@ -36,7 +36,7 @@ from typing import Any
 from . import frame as framemod
 from . import keys as keymod
 from . import policy as policymod
-from .device import Device, connect, list_boards
+from .device import Device, connect
 from .errors import DeviceError, UserError
 from .registry import DeviceRow, Registry, board_hash, device_name
 
@@ -411,10 +411,13 @@ class BatchItem:
 
 
 def batch_ports(extra: Sequence[str]) -> list[str]:
-    """Every attached board (USB ids of a board definition, MicroPython mode) plus ``extra``."""
-    ports = [p.device for p in list_boards() if not p.bootsel]
+    """Every board attached (USB ids of a board definition, MicroPython mode) or emulated here,
+    plus ``extra``."""
+    from .ports import AUTO, all_ports
+
+    ports = [p.port for p in all_ports() if p.kind != "bootsel"]
     for p in extra:
-        if p not in ports:
+        if p not in ports and p != AUTO:
             ports.append(p)
     return ports
 
