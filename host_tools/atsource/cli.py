@@ -248,6 +248,10 @@ from .cmd_ports import ports_cmd  # noqa: E402
 
 main.add_command(ports_cmd)
 
+from .cmd_register import register_group  # noqa: E402
+
+main.add_command(register_group)
+
 from .cmd_demo import demo  # noqa: E402
 
 main.add_command(demo)

@@ -237,6 +237,14 @@ def keys_revoke(
     number = parse_device(device)
     with open_registry(registry_path) as reg:
         kids = reg.revoke(number, generation)
+        if kids:
+            from .eventlog import EventLog
+
+            log = EventLog.for_registry(reg.path)
+            name = f"dev-{number:06d}"
+            log.append("key_revoked", name, {"kids": [k.hex() for k in kids]})
+            if generation is None:
+                log.append("retired", name, {})
     if as_json:
         click.echo(json.dumps({"device": f"dev-{number:06d}", "revoked": [k.hex() for k in kids]}))
         return

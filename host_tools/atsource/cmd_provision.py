@@ -19,7 +19,9 @@ from .provision import ProvisionResult, batch_ports, load_config, provision, pro
 def _summary(r: ProvisionResult) -> str:
     extra = f" ({r.recovered} an interrupted run)" if r.recovered else ""
     lines = [
-        f"{r.device} provisioned{extra}: site {r.site}, board {r.board} on {r.port}",
+        f"{r.device} provisioned{extra}: site {r.site}"
+        + (f" ({r.place})" if r.place else "")
+        + f", board {r.board} on {r.port}",
         f"  kid {r.kid} (generation {r.generation}), policy {r.policy_hash or 'none'}",
         f"  verified: the board sealed a {r.frame_bytes}-byte self-test frame (counter "
         f"{r.verified_piv}) and it opened with the registry's key",
@@ -59,6 +61,16 @@ def _summary(r: ProvisionResult) -> str:
     show_default=True,
     help="Where each device's notice (HTML, PNG) is written.",
 )
+@click.option(
+    "--place",
+    help='Where the sensor is, as people say it ("Plaza South, by the fountain"): on the '
+    "notice and in the public register.",
+)
+@click.option(
+    "--location",
+    help="LAT,LON of the sensor; the public register shows it only rounded to the policy's "
+    "grid (location.coarsen_m), and the exact point is kept nowhere.",
+)
 @registry_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result(s) as JSON.")
 def provision_cmd(
@@ -69,6 +81,8 @@ def provision_cmd(
     force: bool,
     batch: bool,
     notice_dir: Path,
+    place: str | None,
+    location: str | None,
     registry_path: Path | None,
     as_json: bool,
 ) -> None:
@@ -85,6 +99,13 @@ def provision_cmd(
       atsource provision --batch --site depot --policy policies/strict.json
     """
     load_config(config)  # a bad config is refused before any port or the registry is opened
+    from .provision import check_place
+    from .register import parse_location
+
+    place = check_place(place)
+    loc = parse_location(location) if location else None
+    if batch and loc is not None:
+        raise UserError("--location names one sensor's position: not with --batch")
     if not batch:
         if len(ports) > 1:
             raise UserError("name one board with --port (or use --batch for several)")
@@ -111,6 +132,8 @@ def provision_cmd(
                 force=force,
                 notice_dir=notice_dir,
                 stage=stage,
+                place=place,
+                location=loc,
             )
         click.echo(json.dumps(res.as_dict(), indent=2) if as_json else _summary(res))
         return
@@ -144,6 +167,7 @@ def provision_cmd(
             force=force,
             notice_dir=notice_dir,
             on_stage=on_stage,
+            place=place,
         )
     if as_json:
         out = [

@@ -395,16 +395,22 @@ def _fit(text: str, size: float, width: float, bold: bool = True, mono: bool = F
 FOOTER = 300  # the band with the QR code
 
 
-def layout(policy: dict[str, Any], *, site: str = "", device: str | None = None) -> Sign:
-    """The sign for a (valid) policy, in sign units (W x H): the largest body text that fits."""
+def layout(
+    policy: dict[str, Any], *, site: str = "", device: str | None = None, url: str | None = None
+) -> Sign:
+    """The sign for a (valid) policy, in sign units (W x H): the largest body text that fits.
+    ``url`` is what the QR code opens: the sensor's page in the public register when there is
+    one (docs/register.md), else the policy's ``policy_url``."""
     for body in range(24, 13, -1):
-        sign, end = _layout(policy, site, device, body)
+        sign, end = _layout(policy, site, device, body, url or policy["policy_url"])
         if end <= H - FOOTER:
             return sign
     raise UserError("the policy's texts are too long for the sign: shorten purpose or operator")
 
 
-def _layout(policy: dict[str, Any], site: str, device: str | None, body: int) -> tuple[Sign, float]:
+def _layout(
+    policy: dict[str, Any], site: str, device: str | None, body: int, qr_url: str
+) -> tuple[Sign, float]:
     L = _Layout()
     add = L.add
     digest = policy_hash(policy)
@@ -492,7 +498,7 @@ def _layout(policy: dict[str, Any], site: str, device: str | None, body: int) ->
     # the PNG and the SVG hold the very matrix qrcode computed (tests read it back).
     fy = H - FOOTER
     add(_rect(0, fy, W, H, LIGHT))
-    m = qr_matrix(policy["policy_url"])
+    m = qr_matrix(qr_url)
     n = len(m)
     mod = math.floor((H - fy - 40) / n)
     qx, qy = MARGIN - 4 * mod // 2, fy + 20
@@ -519,7 +525,7 @@ def _layout(policy: dict[str, Any], site: str, device: str | None, body: int) ->
         )
     )
     # The URL in at most two lines (the QR code carries it whole).
-    url = policy["policy_url"]
+    url = qr_url
     usize = 22
     while usize > 14 and len(wrap(url, usize, tw)) > 2:
         usize -= 1
@@ -682,12 +688,17 @@ def _stream_rows(policy: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
 
 def to_html(
-    policy: dict[str, Any], sign: Sign, *, site: str = "", device: str | None = None
+    policy: dict[str, Any],
+    sign: Sign,
+    *,
+    site: str = "",
+    device: str | None = None,
+    url: str | None = None,
 ) -> str:
     digest = policy_hash(policy)
     e = html.escape
     op = policy["operator"]
-    url = policy["policy_url"]
+    register_url, url = url, policy["policy_url"]
     rows = "".join(
         f"<tr><td>{e(a)}</td><td>{e(b)}</td><td>{e(c)}</td><td>{e(d)}</td></tr>"
         for a, b, c, d in _stream_rows(policy)
@@ -698,6 +709,12 @@ def to_html(
     spend = policy["budget"]["epsilon_milli_per_day"] / 1000
     where = ", ".join(x for x in (site and f"site {site}", device and f"sensor {device}") if x)
     op_url = f'<br><a href="{e(op["url"])}">{e(op["url"])}</a>' if "url" in op else ""
+    register_line = (
+        f"\n<p>This sensor in the public register (its history, signed by the operator): "
+        f'<a href="{e(register_url)}">{e(register_url)}</a></p>'
+        if register_url
+        else ""
+    )
     pretty = json.dumps(json.loads(canonical(policy)), indent=2, ensure_ascii=False)
     return f"""<!doctype html>
 <html lang="en">
@@ -741,7 +758,7 @@ Published locations are rounded to {policy["location"]["coarsen_m"]} m.</p>
 spent, the sensor sends “budget exhausted” instead of a count until the next day.</p>
 
 <h2>The policy and its ID</h2>
-<p>Full policy: <a href="{e(url)}">{e(url)}</a></p>
+<p>Full policy: <a href="{e(url)}">{e(url)}</a></p>{register_line}
 <p>Policy ID (in every record the sensor sends): <strong><code>{hash_id(digest)}</code></strong><br>
 SHA-256 of the canonical policy: <code>{digest.hex()}</code></p>
 <p>To check a policy file against this ID: <code>atsource policy check FILE</code>.</p>
@@ -753,14 +770,20 @@ SHA-256 of the canonical policy: <code>{digest.hex()}</code></p>
 
 
 def render(
-    policy: dict[str, Any], out_dir: Path, *, site: str, device: str | None = None
+    policy: dict[str, Any],
+    out_dir: Path,
+    *,
+    site: str,
+    device: str | None = None,
+    url: str | None = None,
 ) -> list[Path]:
-    """Write notice.html, notice.svg and notice.png for a valid policy into out_dir."""
+    """Write notice.html, notice.svg and notice.png for a valid policy into out_dir; the QR
+    code opens ``url`` (the sensor's register page) or else the policy's ``policy_url``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    sign = layout(policy, site=site, device=device)
+    sign = layout(policy, site=site, device=device, url=url)
     title = "Sensor notice: " + policy["name"]
     paths = [out_dir / "notice.html", out_dir / "notice.svg", out_dir / "notice.png"]
-    paths[0].write_text(to_html(policy, sign, site=site, device=device), encoding="utf-8")
+    paths[0].write_text(to_html(policy, sign, site=site, device=device, url=url), encoding="utf-8")
     paths[1].write_text(
         '<?xml version="1.0" encoding="UTF-8"?>\n' + to_svg(sign, title), encoding="utf-8"
     )
