@@ -161,6 +161,15 @@ def run_demo(
         world = make_world(load_board(m.board), m.scenario, m.seed, None)
         devices[p.device] = DeviceReport(m, p.device, p.kid, 0, notice=list(p.notice), world=world)
 
+    # The public register of the fleet, from the events provisioning appended (docs/register.md).
+    from .eventlog import EventLog
+    from .register import base_url
+    from .register import build as build_register
+
+    log = EventLog.for_registry(registry.path)
+    build_register(log.events(), log.key(), out / "register", base_url())
+    say(f"public register of {len(devices)} sensors: {out / 'register' / 'index.html'}")
+
     # 2. A simulated day on every board, two at a time (the machine's cores).
     say(f"running a simulated day on {len(fleet)} boards ...")
     results: list[DayResult] = []
@@ -216,6 +225,7 @@ def run_demo(
             for d in devices.values()
         ],
         "audit": {"passed": audit.passed, "summary": audit.summary()},
+        "register": str(out / "register" / "index.html"),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -237,7 +237,8 @@ def build(
                 f"(ID <code>{e(s.policy_hash[:8])}</code>)</p>"
             )
         hist = "".join(
-            f"<tr><td>{ev.get('seq')}</td><td>{e(str(ev.get('time')))}</td>"
+            f"<tr><td>{ev.get('seq')}</td>"
+            f"<td>{e(str(ev.get('time')).replace('T', ' ').rstrip('Z'))}</td>"
             f"<td>{e(EVENT_TEXT.get(str(ev.get('event')), str(ev.get('event'))))}</td>"
             f"<td>{e(describe(ev))}</td><td><code>{eventlog.event_hash(ev)[:16]}</code></td></tr>"
             for ev in s.events

@@ -55,6 +55,16 @@ def test_demo_receives_every_frame_and_passes_the_audit(
     assert not any(s in page for s in ('src="http', "src='http"))
     notices = list((out / "notices").rglob("notice.png"))
     assert len(notices) == len(devices)
+    # The fleet's public register: every sensor listed, its signed history intact.
+    index = Path(summary["register"]).read_text()
+    assert all(d["device"] in index for d in devices)
+    v = subprocess.run(
+        [sys.executable, "-m", "atsource.cli", "register", "verify", str(out / "register")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert v.returncode == 0 and v.stdout.strip().endswith("history intact"), v.stderr
 
     # Released counts stay within the documented error of ground truth (docs/privacy.md):
     # sensing error (5 %) plus the noise's one-in-a-million tail, ln(10^6) / epsilon (the
