@@ -71,6 +71,9 @@ def _summary(r: ProvisionResult) -> str:
     help="LAT,LON of the sensor; the public register shows it only rounded to the policy's "
     "grid (location.coarsen_m), and the exact point is kept nowhere.",
 )
+@click.option(
+    "--lang", default="en", show_default=True, help="Language of the notice: en, de, fr, es."
+)
 @registry_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result(s) as JSON.")
 def provision_cmd(
@@ -83,6 +86,7 @@ def provision_cmd(
     notice_dir: Path,
     place: str | None,
     location: str | None,
+    lang: str,
     registry_path: Path | None,
     as_json: bool,
 ) -> None:
@@ -99,9 +103,11 @@ def provision_cmd(
       atsource provision --batch --site depot --policy policies/strict.json
     """
     load_config(config)  # a bad config is refused before any port or the registry is opened
+    from .catalogue import load
     from .provision import check_place
     from .register import parse_location
 
+    load(lang)  # an unknown language is refused before any board is touched
     place = check_place(place)
     loc = parse_location(location) if location else None
     if batch and loc is not None:
@@ -134,6 +140,7 @@ def provision_cmd(
                 stage=stage,
                 place=place,
                 location=loc,
+                lang=lang,
             )
         click.echo(json.dumps(res.as_dict(), indent=2) if as_json else _summary(res))
         return
@@ -168,6 +175,7 @@ def provision_cmd(
             notice_dir=notice_dir,
             on_stage=on_stage,
             place=place,
+            lang=lang,
         )
     if as_json:
         out = [

@@ -33,10 +33,13 @@ def register_group() -> None:
     help="Where the site will be published (env ATSOURCE_REGISTER_URL); the notices' QR codes "
     "open each sensor's page there.",
 )
+@click.option(
+    "--lang", default="en", show_default=True, help="Language of the notices: en, de, fr, es."
+)
 @registry_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def register_build(
-    out_dir: Path, base_url: str | None, registry_path: Path | None, as_json: bool
+    out_dir: Path, base_url: str | None, lang: str, registry_path: Path | None, as_json: bool
 ) -> None:
     """Write the public register as a static site from the operator's signed event log.
 
@@ -48,14 +51,16 @@ def register_build(
       atsource register build --out site/ --base-url https://sensors.example.org/
     """
     from . import eventlog, register
+    from .catalogue import load
     from .registry import default_path
 
+    load(lang)
     base = register.base_url(base_url)
     log = eventlog.EventLog.for_registry(registry_path or default_path())
     events = log.events()
     if not events:
         raise UserError(f"no events in {log.path}: provision a sensor first")
-    pages = register.build(events, log.key(), out_dir, base)
+    pages = register.build(events, log.key(), out_dir, base, lang)
     fp = eventlog.fingerprint(log.key().public_key())
     if as_json:
         out = {

@@ -204,6 +204,7 @@ def provision(
     reset: bool = True,
     place: str | None = None,
     location: tuple[float, float] | None = None,
+    lang: str = "en",
 ) -> ProvisionResult:
     """Provision the board on ``port`` (see the module docstring). ``place`` (a name people
     read, "Plaza South, by the fountain") and ``location`` (lat, lon; published only coarsened
@@ -224,7 +225,7 @@ def provision(
         except (UserError, OSError) as e:  # the board is provisioned: say so, loudly
             result.warnings.append(f"the public register's event was not recorded: {e}")
         if notice_dir is not None:
-            _notice(result, pol, notice_dir)
+            _notice(result, pol, notice_dir, lang)
         if reset:
             say("restarting")
             dev.soft_reboot()
@@ -376,7 +377,7 @@ def _record(
         )
 
 
-def _notice(result: ProvisionResult, pol: _Policy, notice_dir: Path) -> None:
+def _notice(result: ProvisionResult, pol: _Policy, notice_dir: Path, lang: str = "en") -> None:
     try:
         from . import notice
         from .register import base_url, sensor_url
@@ -391,6 +392,8 @@ def _notice(result: ProvisionResult, pol: _Policy, notice_dir: Path) -> None:
             site=result.place or result.site,
             device=result.device,
             url=sensor_url(base_url(), result.device),
+            lang=lang,
+            installed=time.strftime("%Y-%m-%d", time.gmtime()),
         )
     except Exception as e:  # noqa: BLE001 - a notice failure must not undo a good provisioning
         result.warnings.append(f"notice not written: {e}")
@@ -520,6 +523,7 @@ def provision_batch(
     on_stage: Callable[[str, str], None] | None = None,
     workers: int | None = None,
     place: str | None = None,
+    lang: str = "en",
 ) -> list[BatchItem]:
     """Provision several boards in parallel (one thread each: the work is waiting on ports).
     One board failing does not stop the others; each item says what happened."""
@@ -543,6 +547,7 @@ def provision_batch(
                 notice_dir=notice_dir,
                 stage=stage,
                 place=place,
+                lang=lang,
             )
             return BatchItem(port, result=res)
         except UserError as e:

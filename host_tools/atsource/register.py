@@ -199,7 +199,11 @@ def _where(s: Sensor) -> str:
 
 
 def build(
-    events: list[eventlog.Event], private_key: Any, out: Path, base: str | None
+    events: list[eventlog.Event],
+    private_key: Any,
+    out: Path,
+    base: str | None,
+    lang: str = "en",
 ) -> list[Path]:
     """Write the register into ``out`` (replacing a previous build); returns the sensor pages."""
     from . import notice
@@ -229,7 +233,13 @@ def build(
         if s.policy is not None:
             (d / "policy.json").write_text(json.dumps(s.policy, indent=2, ensure_ascii=False))
             notice.render(
-                s.policy, d, site=s.place or s.site, device=name, url=sensor_url(base, name)
+                s.policy,
+                d,
+                site=s.place or s.site,
+                device=name,
+                url=sensor_url(base, name),
+                lang=lang,
+                installed=s.installed[:10] or None,
             )
             notice_html = (
                 '<h2>Notice</h2><p class="notice"><a href="notice.html"><img src="notice.png" '
