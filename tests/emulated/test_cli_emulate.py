@@ -154,3 +154,27 @@ def test_served_board_is_listed_locked_deployable_and_says_how_to_resume(tmp_pat
             proc.kill()
             proc.wait()
     assert json.loads(run("ports", "--json").stdout) == []  # its runtime file is gone
+
+
+def test_the_board_gives_the_hosts_reasons_for_a_bad_config(tmp_path: Path) -> None:
+    """On the MicroPython VM, the device reads the config provision refuses, and prints the
+    very reasons the host gives (one schema: firmware/sensor/config.py)."""
+    from atsource import devconfig
+
+    broken = {
+        "wifi": {"ssid": "city-iot", "pass": "hunter22"},
+        "uplink": {"transport": "carrier-pigeon"},
+        "ble": {"scan_ms": 5000},
+    }
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "config.json").write_text(json.dumps(broken))
+    r = atsource("emulate", "pico-w", "--flash", str(flash), "--duration", "1m", "--json")
+    assert r.returncode == 0, r.stderr
+    said = [
+        m.group(2)[len("config: ") : -len(" (ignored)")]
+        for m in map(LINE.match, r.stderr.splitlines())
+        if m and m.group(2).startswith("config: ")
+    ]
+    assert said == devconfig.problems(broken)
+    assert len(said) == 3

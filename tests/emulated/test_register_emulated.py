@@ -61,6 +61,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         assert code == 0, err
         code, out, err = cli("register", "build", "--out", str(d / "site"), "--json")
         assert code == 0, err
+        # The device's notice, in French: its place and installation date come from the log.
+        code, _, err = cli("notice", "dev-000001", "--out", str(d / "fr"), "--lang", "fr")
+        assert code == 0, err
         assert json.loads(out)["sensors"] == 1
     finally:
         mp.undo()
@@ -90,6 +93,14 @@ def test_commands_append_their_events(fleet: dict[str, Path]) -> None:
         BASE + "sensors/dev-000001/"
         in (fleet["dir"] / "notices/dev-000001/notice.html").read_text()
     )
+
+
+def test_a_device_notice_names_its_place_and_date(fleet: dict[str, Path]) -> None:
+    page = (fleet["dir"] / "fr" / "notice.html").read_text()
+    installed = eventlog.read(fleet["log"])[0]["time"][:10]
+    assert '<html lang="fr">' in page and f"site {PLACE}" in page
+    assert f"Installé le {installed}." in page
+    assert BASE + "sensors/dev-000001/" in page
 
 
 def test_the_built_register_verifies(fleet: dict[str, Path]) -> None:
