@@ -259,3 +259,20 @@ def test_build_refuses_a_broken_log(tmp_path: Path) -> None:
     del lines[1]
     with pytest.raises(Exception, match="does not verify"):
         register.build(eventlog.parse_lines("\n".join(lines)), log.key(), tmp_path / "o", None)
+
+
+def test_build_never_replaces_a_folder_that_is_not_a_register(tmp_path: Path) -> None:
+    log = _log(tmp_path)
+    precious = tmp_path / "docs"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    r = CliRunner().invoke(
+        main,
+        ["register", "build", "--out", str(precious)],
+        env={eventlog.LOG_ENV: str(log.path), eventlog.KEY_ENV: str(log.key_path)},
+    )
+    assert r.exit_code == 2
+    assert r.stderr.splitlines() == [
+        f"atsource: error: {precious} is not empty and not a register: choose another --out"
+    ]
+    assert (precious / "thesis.tex").read_text() == "years of work"
