@@ -7,23 +7,24 @@ ESP32_STUBS := micropython-esp32-stubs==1.29.0.post1
 RP2_STUBS   := micropython-rp2-rpi_pico_w-stubs==1.29.0.post1
 STDLIB_STUBS := micropython-stdlib-stubs==1.29.0.post2
 
-.PHONY: setup system-deps test lint typecheck unit bench demo clean
+.PHONY: setup system-packages test lint typecheck unit bench demo clean
 
-setup: system-deps $(BIN)/atsource node_modules/.installed $(STUBS)/esp32/.installed $(STUBS)/rp2/.installed
+setup: $(BIN)/atsource node_modules/.installed $(STUBS)/esp32/.installed $(STUBS)/rp2/.installed system-packages
 
-# Servers the integration tests start on loopback (PostgreSQL, Mosquitto): installed with
-# apt-get when missing and running as root; elsewhere those tests skip and say why.
-system-deps:
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  pkgs=""; \
-	  { command -v initdb || ls /usr/lib/postgresql/*/bin/initdb; } >/dev/null 2>&1 || pkgs="$$pkgs postgresql"; \
-	  { command -v mosquitto || ls /usr/sbin/mosquitto; } >/dev/null 2>&1 || pkgs="$$pkgs mosquitto"; \
-	  if [ -n "$$pkgs" ]; then \
-	    echo "setup: apt-get install$$pkgs"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs >/dev/null) \
-	      || echo "setup: could not install$$pkgs; their tests will skip"; \
-	  fi; \
-	fi
+# System packages some tests use (they skip with the reason when missing): mosquitto (a real
+# broker), postgresql (the city-scale store, started by the tests on loopback) and chromium
+# (the public register opened in a real headless browser). Installed with apt-get when
+# running as root; otherwise say what to install.
+SYSTEM_PACKAGES := mosquitto chromium
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null 2>&1 || [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \
+	{ command -v initdb || ls /usr/lib/postgresql/*/bin/initdb; } >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "setup: apt-get install$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	    || echo "setup: could not install$$missing; the tests that need them will skip"; \
+	else echo "setup: not installed:$$missing (apt-get install$$missing); the tests that need them will skip"; fi
 
 $(BIN)/atsource: pyproject.toml
 	$(PY) -m venv $(VENV)

@@ -1,7 +1,9 @@
-# The device configuration (/config.json, docs/device.md), validated at boot. A missing file
-# means defaults; a bad file or a bad value is reported on the console, one line per problem,
-# and the default is used instead: the device keeps running whatever still makes sense and
-# never enters a crash loop over a typo.
+# The device configuration (/config.json, docs/device.md): the schema and its one validator.
+# The device validates at boot: a missing file means defaults; each bad setting is reported on
+# the console, one line per problem, and ignored (its default applies), so the device keeps
+# running whatever still makes sense and never enters a crash loop over a typo.
+# The host (atsource/devconfig.py) loads this very file under CPython and refuses a config with
+# any problem before provisioning, so both sides give the same reasons from one table.
 import json
 
 DEFAULTS = {
@@ -23,6 +25,7 @@ DEFAULTS = {
 
 # key -> (type, lo, hi) for integers, type only otherwise
 _RULES = {
+    "v": (int, 1, 1),
     "device": (int, 0, 0xFFFFFFFF),
     "outbox_frames": (int, 10, 100000),
     "counter_reserve": (int, 1, 4096),
@@ -38,64 +41,134 @@ _RULES = {
     "doorway.debounce_ms": (int, 0, 1000),
 }
 
+# transport -> the URL schemes it accepts (sensor/transport.py, sensor/ipnet.py)
+TRANSPORTS = {"hostlink": (), "mqtt": ("mqtt", "mqtts"), "http": ("http", "https")}
+# Wi-Fi settings: the network name (1..32 bytes) and its key ("" for an open network, else a
+# WPA2 passphrase of 8..63 characters or 64 hex digits).
+WIFI_KEYS = ("ssid", "key")
 
-def _check(key, value, rule):
-    t = rule[0]
-    if t is int and (type(value) is not int or not rule[1] <= value <= rule[2]):
-        return "%s: expected an integer %d..%d" % (key, rule[1], rule[2])
+
+def _check(key, value, default):
+    rule = _RULES.get(key)
+    if rule is not None:
+        if type(value) is not int or not rule[1] <= value <= rule[2]:
+            if rule[1] == rule[2]:
+                return "%s: expected %d" % (key, rule[1])
+            return "%s: expected an integer %d..%d" % (key, rule[1], rule[2])
+        return None
+    if type(value) is not type(default):
+        return "%s: expected %s" % (key, _TYPE_NAMES.get(type(default), "a value"))
     return None
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", str: "a string"}
+
+
+def _wifi(v, problems):
+    if v is None:
+        return None
+    if not isinstance(v, dict):
+        problems.append("wifi: expected null or an object {ssid, key}")
+        return None
+    for k in v:
+        if k not in WIFI_KEYS:
+            problems.append("wifi.%s: unknown key (the Wi-Fi settings are ssid and key)" % k)
+    ssid = v.get("ssid")
+    if not isinstance(ssid, str) or not 1 <= len(ssid.encode()) <= 32:
+        problems.append("wifi.ssid: expected the network name, 1..32 bytes")
+        return None
+    key = v.get("key", "")
+    if not isinstance(key, str) or not (
+        key == "" or 8 <= len(key) <= 63 or (len(key) == 64 and _is_hex(key))
+    ):
+        problems.append("wifi.key: expected \"\" (open network) or a WPA2 passphrase of 8..63 "
+                        "characters")
+        return None
+    return {"ssid": ssid, "key": key}
+
+
+def _is_hex(s):
+    for c in s:
+        if c not in "0123456789abcdefABCDEF":
+            return False
+    return True
+
+
+def _url_problem(transport, url):
+    schemes = TRANSPORTS[transport]
+    if not schemes:
+        return None
+    i = url.find("://")
+    host = url[i + 3:].split("/")[0].split("@")[-1].split(":")[0] if i > 0 else ""
+    if i <= 0 or url[:i] not in schemes or not host:
+        return "uplink.url: the %s transport needs a %s:// or %s:// URL with a host" % (
+            transport, schemes[0], schemes[1])
+    port = url[i + 3:].split("/")[0].split("@")[-1][len(host):]
+    if port and (port[0] != ":" or not port[1:].isdigit() or not 0 < int(port[1:]) < 65536):
+        return "uplink.url: bad port in %s://%s..." % (url[:i], host)
+    return None
+
+
+def check(raw):
+    """(effective configuration, problems): defaults overlaid with the valid values of ``raw``
+    (the parsed JSON); one reason per bad or unknown setting, each of which is ignored."""
+    cfg = {}
+    for k, v in DEFAULTS.items():
+        cfg[k] = dict(v) if isinstance(v, dict) else v
+    problems = []
+    if not isinstance(raw, dict):
+        problems.append("the configuration is not a JSON object")
+        return cfg, problems
+    for k, v in raw.items():
+        if k not in DEFAULTS:
+            problems.append("%s: unknown key" % k)
+            continue
+        d = DEFAULTS[k]
+        if k == "wifi":
+            cfg[k] = _wifi(v, problems)
+        elif isinstance(d, dict):
+            if not isinstance(v, dict):
+                problems.append("%s: expected an object" % k)
+                continue
+            for sk, sv in v.items():
+                if sk not in d:
+                    problems.append("%s.%s: unknown key" % (k, sk))
+                    continue
+                err = _check(k + "." + sk, sv, d[sk])
+                if err:
+                    problems.append(err)
+                else:
+                    cfg[k][sk] = sv
+        else:
+            err = _check(k, v, d)
+            if err:
+                problems.append(err)
+            else:
+                cfg[k] = v
+    up = cfg["uplink"]
+    if up["transport"] not in TRANSPORTS:
+        problems.append("uplink.transport: expected one of %s, not %s" % (
+            ", ".join(sorted(TRANSPORTS)), up["transport"]))
+        up["transport"] = DEFAULTS["uplink"]["transport"]
+    err = _url_problem(up["transport"], up["url"])
+    if err:
+        problems.append(err)
+        up["transport"] = DEFAULTS["uplink"]["transport"]  # frames wait in the outbox
+    return cfg, problems
 
 
 def load(path="/config.json", log=print):
     """The effective configuration: defaults overlaid with the file's valid values."""
-    cfg = {}
-    for k, v in DEFAULTS.items():
-        cfg[k] = dict(v) if isinstance(v, dict) else v
     try:
         with open(path) as f:
             raw = json.load(f)
     except OSError:
         log("config: %s missing, using defaults" % path)
-        return cfg
+        return check({})[0]
     except ValueError:
         log("config: %s is not valid JSON, using defaults" % path)
-        return cfg
-    if not isinstance(raw, dict):
-        log("config: %s is not an object, using defaults" % path)
-        return cfg
-    for k, v in raw.items():
-        if k not in DEFAULTS:
-            log("config: unknown key %s ignored" % k)
-            continue
-        d = DEFAULTS[k]
-        if isinstance(d, dict) and k != "wifi":
-            if not isinstance(v, dict):
-                log("config: %s: expected an object" % k)
-                continue
-            for sk, sv in v.items():
-                if sk not in d:
-                    log("config: unknown key %s.%s ignored" % (k, sk))
-                    continue
-                rule = _RULES.get(k + "." + sk)
-                err = _check(k + "." + sk, sv, rule) if rule else None
-                if err is None and rule is None and type(sv) is not type(d[sk]):
-                    err = "%s.%s: expected %s" % (k, sk, type(d[sk]).__name__)
-                if err:
-                    log("config: " + err + ", using default")
-                else:
-                    cfg[k][sk] = sv
-        elif k == "wifi":
-            if v is None or (isinstance(v, dict) and isinstance(v.get("ssid"), str)):
-                cfg[k] = v
-            else:
-                log("config: wifi: expected null or {ssid, key}")
-        else:
-            rule = _RULES.get(k)
-            err = _check(k, v, rule) if rule else None
-            if err is None and rule is None and type(v) is not type(d):
-                err = "%s: expected %s" % (k, type(d).__name__)
-            if err:
-                log("config: " + err + ", using default")
-            else:
-                cfg[k] = v
+        return check({})[0]
+    cfg, problems = check(raw)
+    for p in problems:
+        log("config: %s (ignored)" % p)
     return cfg

@@ -41,7 +41,14 @@ _TOP = (
     "budget",
     "streams",
     "policy_url",
+    "dpo",
+    "authority",
+    "rights",
+    "installed",
 )
+# Optional notice fields (docs/privacy.md): rights a person may exercise, by name.
+RIGHTS = ("access", "rectification", "erasure", "restriction", "object", "complaint")
+_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 # JSON's short escapes, as Python's json.dumps writes them.
 _SHORT = {8: b"\\b", 9: b"\\t", 10: b"\\n", 12: b"\\f", 13: b"\\r"}
 
@@ -360,9 +367,56 @@ def _check(d):
         for name in st:
             per[name] = check_stream(name, st[name], budget, exhaust)
     tail = []
+    _notice_fields(tail, d)
     _url(tail, d, "policy_url", "")
     _unknown(tail, d, _TOP, "")
     return g, per, tail
+
+
+def _notice_fields(errs, d):
+    # Optional: what the notice tells about rights and oversight, and when it was installed.
+    # The device only checks them (the host renders them), with the host's reasons.
+    dpo = d.get("dpo")
+    if "dpo" in d:
+        if isinstance(dpo, dict):
+            _text(errs, dpo, "contact", "dpo.", 200)
+            _text(errs, dpo, "name", "dpo.", 100, False)
+            _unknown(errs, dpo, ("contact", "name"), "dpo.")
+        else:
+            errs.append("dpo: must be an object")
+    au = d.get("authority")
+    if "authority" in d:
+        if isinstance(au, dict):
+            _text(errs, au, "name", "authority.", 100)
+            _url(errs, au, "url", "authority.", False)
+            _unknown(errs, au, ("name", "url"), "authority.")
+        else:
+            errs.append("authority: must be an object")
+    if "rights" in d:
+        r = d["rights"]
+        ok = isinstance(r, list) and len(r) > 0
+        if ok:
+            for i in range(len(r)):
+                if r[i] not in RIGHTS or r[i] in r[:i]:
+                    ok = False
+        if not ok:
+            errs.append("rights: must be a list of distinct rights from " + ", ".join(RIGHTS))
+    if "installed" in d:
+        v = d["installed"]
+        ok = isinstance(v, str) and len(v) == 10 and v[4] == "-" and v[7] == "-"
+        if ok:
+            for i in (0, 1, 2, 3, 5, 6, 8, 9):
+                if v[i] not in "0123456789":  # not isdigit(): CPython's takes other digits
+                    ok = False
+        if ok:
+            y = int(v[:4])
+            m = int(v[5:7])
+            dim = _DAYS[m - 1] if 1 <= m <= 12 else 0
+            if m == 2 and (y % 4 != 0 or (y % 100 == 0 and y % 400 != 0)):
+                dim = 28
+            ok = 2000 <= y <= 2199 and 1 <= int(v[8:]) <= dim
+        if not ok:
+            errs.append("installed: must be a date YYYY-MM-DD")
 
 
 def check(d):

@@ -24,7 +24,9 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as e:
-            click.echo(f"atsource: error: {e}", err=True)
+            # Several problems (a config file's) are one line each.
+            for line in str(e).splitlines() or [""]:
+                click.echo(f"atsource: error: {line}", err=True)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("atsource: interrupted", err=True)
@@ -122,7 +124,13 @@ def emulate(
       atsource emulate esp32-devkitc --serial        # then: mpremote connect PORT repl
     """
     from .boards import load_board
-    from .emulator.api import default_flash_dir, make_world, parse_start, prepare_flash
+    from .emulator.api import (
+        default_flash_dir,
+        lock_flash,
+        make_world,
+        parse_start,
+        prepare_flash,
+    )
     from .emulator.engine import EmulatedBoard, fmt_time, parse_duration
     from .emulator.serialport import SerialBridge
 
@@ -134,7 +142,6 @@ def emulate(
         firmware = paths.FIRMWARE
     if bare:
         firmware = None
-    prepare_flash(b, flash, erase=erase, firmware=firmware, mpy=not source)
     if entry is None:
         entry = "sensor.app" if firmware == paths.FIRMWARE else "main"
 
@@ -144,9 +151,10 @@ def emulate(
     elif scenario:
         dur_us = world.end_us - world.start_us
 
+    # With --json, stdout carries the JSON summary alone; the console goes to stderr.
     def show(t_us: int, line: str) -> None:
         if not quiet:
-            click.echo(f"{fmt_time(t_us)} | {line}")
+            click.echo(f"{fmt_time(t_us)} | {line}", err=as_json)
 
     if serial and speed is None:
         speed = 1.0
@@ -155,35 +163,41 @@ def emulate(
         from .emulator.api import frame_writer
 
         on_frame = frame_writer(uplink)
-    emu = EmulatedBoard(
-        b,
-        flash,
-        world=world,
-        start_us=start_us,
-        seed=seed,
-        speed=speed,
-        on_line=show,
-        instance=instance,
-        entry=None if entry == "main" else entry,
-        on_frame=on_frame,
-    )
-    click.echo(f"{b.name}: flash {flash}", err=True)
-    try:
-        if serial:
-            bridge = SerialBridge(tcp_port=tcp_port)
-            click.echo(f"serial: {bridge.url}")
-            click.echo(f"serial: socket://127.0.0.1:{bridge.tcp_port}")
-            sys.stdout.flush()
-            try:
-                until = emu.now_us + dur_us if dur_us is not None else None
-                stats = emu.serve(bridge, until_us=until)
-            finally:
-                bridge.close()
-        else:
-            stats = emu.run(duration_us=dur_us)
-    except KeyboardInterrupt:
-        emu.close()
-        raise
+    with lock_flash(flash):  # before --erase: never wipe the flash another emulator runs
+        prepare_flash(b, flash, erase=erase, firmware=firmware, mpy=not source)
+        emu = EmulatedBoard(
+            b,
+            flash,
+            world=world,
+            start_us=start_us,
+            seed=seed,
+            speed=speed,
+            on_line=show,
+            instance=instance,
+            entry=None if entry == "main" else entry,
+            on_frame=on_frame,
+        )
+        click.echo(f"{b.name}: flash {flash}", err=True)
+        try:
+            if serial:
+                from .ports import announce
+
+                bridge = SerialBridge(tcp_port=tcp_port)
+                tcp_url = f"socket://127.0.0.1:{bridge.tcp_port}"
+                click.echo(f"serial: {bridge.url}", err=as_json)
+                click.echo(f"serial: {tcp_url}", err=as_json)
+                sys.stdout.flush()
+                try:
+                    with announce(b.name, instance, bridge.url, tcp_url):  # atsource ports
+                        until = emu.now_us + dur_us if dur_us is not None else None
+                        stats = emu.serve(bridge, until_us=until)
+                finally:
+                    bridge.close()
+            else:
+                stats = emu.run(duration_us=dur_us)
+        except KeyboardInterrupt:
+            emu.close()
+            raise
     summary = {
         "board": b.name,
         "flash": str(flash),
@@ -230,6 +244,14 @@ main.add_command(deploy_cmd)
 main.add_command(provision_cmd)
 main.add_command(devices)
 main.add_command(keys)
+
+from .cmd_ports import ports_cmd  # noqa: E402
+
+main.add_command(ports_cmd)
+
+from .cmd_register import register_group  # noqa: E402
+
+main.add_command(register_group)
 
 from .cmd_demo import demo  # noqa: E402
 

@@ -11,6 +11,8 @@ from rich.progress import (
     TaskID,
 )
 
+from .cmd_keys import registry_option
+from .cmd_ports import PORT_HELP
 from .deploy import DeployResult, deploy
 from .progress import byte_progress
 
@@ -34,6 +36,30 @@ class _Bar:
             self.p.advance(self.task, nbytes)
 
 
+def _record(r: DeployResult, registry_path: Path | None) -> None:
+    """A firmware change on a provisioned board is an event of the public register."""
+    if r.kid is None or r.dry_run:
+        return
+    from .eventlog import EventLog
+    from .keys import split_kid
+    from .registry import default_path, device_name
+
+    log = EventLog.for_registry(registry_path or default_path())
+    name = device_name(split_kid(bytes.fromhex(r.kid))[0])
+    if log.last(name, "provisioned") is None:
+        return  # provisioned by another operator's registry, or never: not ours to record
+    log.append(
+        "firmware_updated",
+        name,
+        {
+            "board": r.board,
+            "manifest_sha256": r.manifest_sha256,
+            "files": len(r.copied) + len(r.removed),
+            "kid": r.kid,
+        },
+    )
+
+
 def _summary(r: DeployResult) -> str:
     verb = "would copy" if r.dry_run else "copied"
     return (
@@ -43,7 +69,7 @@ def _summary(r: DeployResult) -> str:
 
 
 @click.command("deploy")
-@click.option("--port", "-p", required=True, help="Serial port: /dev/ttyACM0, a pty, socket://...")
+@click.option("--port", "-p", default="auto", show_default=True, help=PORT_HELP)
 @click.option("--board", help="Board definition (default: detected from the port or the board).")
 @click.option(
     "--firmware",
@@ -58,6 +84,7 @@ def _summary(r: DeployResult) -> str:
     show_default=True,
     help="Soft-reset the board afterwards (when something changed) so the new firmware runs.",
 )
+@registry_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def deploy_cmd(
     port: str,
@@ -65,6 +92,7 @@ def deploy_cmd(
     src: Path | None,
     dry_run: bool,
     reset: bool,
+    registry_path: Path | None,
     as_json: bool,
 ) -> None:
     """Compile firmware/ with mpy-cross and copy only the files that changed.
@@ -78,10 +106,14 @@ def deploy_cmd(
       atsource deploy --port /dev/ttyACM0
       atsource deploy --port /dev/pts/5 --dry-run
     """
+    from .ports import resolve
+
+    port = resolve(port)
     with byte_progress(as_json) as progress:
         result = deploy(
             port, board=board, src=src, dry_run=dry_run, reset=reset, reporter=_Bar(progress)
         )
+    _record(result, registry_path)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
         return

@@ -12,7 +12,12 @@ from .progress import byte_progress
 
 
 @click.command("flash")
-@click.option("--port", "-p", help="Serial port of the board (optional for a Pico in BOOTSEL).")
+@click.option(
+    "--port",
+    "-p",
+    help="Serial port of the board; default or 'auto': the one board found by its USB ids "
+    "(optional for a Pico in BOOTSEL).",
+)
 @click.option(
     "--firmware",
     required=True,

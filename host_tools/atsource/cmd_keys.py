@@ -14,6 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from .cmd_ports import PORT_HELP
 from .errors import UserError
 from .provision import DEFAULT_GRACE_S, rotate
 from .registry import PATH_ENV, Registry
@@ -275,7 +276,7 @@ def keys_list(device: str | None, registry_path: Path | None, as_json: bool) -> 
 
 @keys.command("rotate")
 @click.argument("device")
-@click.option("--port", "-p", required=True, help="Serial port of the device's board.")
+@click.option("--port", "-p", default="auto", show_default=True, help=PORT_HELP)
 @click.option(
     "--grace",
     default="7d",
@@ -299,6 +300,9 @@ def keys_rotate(
     """
     number = parse_device(device)
     grace_s = parse_grace(grace) if grace else DEFAULT_GRACE_S
+    from .ports import resolve
+
+    port = resolve(port)
     with open_registry(registry_path) as reg:
         r = rotate(port, number, registry=reg, grace_s=grace_s)
     if as_json:
@@ -334,6 +338,14 @@ def keys_revoke(
     number = parse_device(device)
     with open_registry(registry_path) as reg:
         kids = reg.revoke(number, generation)
+        if kids:
+            from .eventlog import EventLog
+
+            log = EventLog.for_registry(reg.path)
+            name = f"dev-{number:06d}"
+            log.append("key_revoked", name, {"kids": [k.hex() for k in kids]})
+            if generation is None:
+                log.append("retired", name, {})
     if as_json:
         click.echo(json.dumps({"device": f"dev-{number:06d}", "revoked": [k.hex() for k in kids]}))
         return

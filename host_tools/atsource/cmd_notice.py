@@ -73,6 +73,21 @@ def resolve(
     return found, obj, row.site, row.name
 
 
+def _provisioned(device: str | None, registry: Path | None) -> tuple[str, str | None]:
+    """(place name, installation date) of a device, from the public register's log."""
+    if device is None:
+        return "", None
+    from .eventlog import EventLog
+    from .registry import default_path
+
+    log = EventLog.for_registry(registry or default_path())
+    events = [e for e in log.device_events(device) if e.get("event") == "provisioned"]
+    if not events:
+        return "", None
+    place = str((events[-1].get("data") or {}).get("place", ""))
+    return place, str(events[0].get("time", ""))[:10] or None
+
+
 @click.command()
 @click.argument("target", metavar="DEVICE-or-POLICY")
 @click.option(
@@ -95,6 +110,18 @@ def resolve(
     type=click.Path(path_type=Path, dir_okay=False),
     help="Device registry (default: $ATSOURCE_REGISTRY or ~/.local/share/atsource/registry.db).",
 )
+@click.option(
+    "--lang",
+    default="en",
+    show_default=True,
+    help="Language of the notice: en, de, fr, es (the catalogues in atsource/catalogues/).",
+)
+@click.option(
+    "--register-url",
+    envvar="ATSOURCE_REGISTER_URL",
+    help="Base URL of the public register: the QR code opens the device's page there "
+    "(env ATSOURCE_REGISTER_URL; default: the policy's policy_url).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def notice(
     target: str,
@@ -102,6 +129,8 @@ def notice(
     site: str | None,
     policy_file: Path | None,
     registry: Path | None,
+    lang: str,
+    register_url: str | None,
     as_json: bool,
 ) -> None:
     """Render the citizen-facing notice for a policy file or a provisioned device.
@@ -117,11 +146,16 @@ def notice(
       atsource notice policies/default.json --site plaza-north --out notice/
       atsource notice 7 --json
     """
+    from .catalogue import load
     from .notice import hash_id, render
+    from .register import base_url, sensor_url
 
+    load(lang)  # an unknown language is one line, before anything is read
     path, obj, dev_site, device = resolve(target, registry, policy_file)
-    where = site if site is not None else dev_site
-    files = render(obj, out_dir, site=where, device=device)
+    place, installed = _provisioned(device, registry)
+    where = site if site is not None else (place or dev_site)
+    url = sensor_url(base_url(register_url), device) if device else None
+    files = render(obj, out_dir, site=where, device=device, url=url, lang=lang, installed=installed)
     digest = pol.policy_hash(obj)
     if as_json:
         out = {

@@ -13,13 +13,15 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 
 from .cmd_keys import open_registry, registry_option
 from .errors import UserError
-from .provision import ProvisionResult, batch_ports, provision, provision_batch
+from .provision import ProvisionResult, batch_ports, load_config, provision, provision_batch
 
 
 def _summary(r: ProvisionResult) -> str:
     extra = f" ({r.recovered} an interrupted run)" if r.recovered else ""
     lines = [
-        f"{r.device} provisioned{extra}: site {r.site}, board {r.board} on {r.port}",
+        f"{r.device} provisioned{extra}: site {r.site}"
+        + (f" ({r.place})" if r.place else "")
+        + f", board {r.board} on {r.port}",
         f"  kid {r.kid} (generation {r.generation}), policy {r.policy_hash or 'none'}",
         f"  verified: the board sealed a {r.frame_bytes}-byte self-test frame (counter "
         f"{r.verified_piv}) and it opened with the registry's key",
@@ -36,7 +38,8 @@ def _summary(r: ProvisionResult) -> str:
     "-p",
     "ports",
     multiple=True,
-    help="Serial port of the board (repeat with --batch to add ports).",
+    help="Serial port of the board (repeat with --batch to add ports); without one, or with "
+    "'auto', the one board attached or emulated here (atsource ports).",
 )
 @click.option("--site", required=True, help="Site name, e.g. plaza-north.")
 @click.option(
@@ -58,6 +61,19 @@ def _summary(r: ProvisionResult) -> str:
     show_default=True,
     help="Where each device's notice (HTML, PNG) is written.",
 )
+@click.option(
+    "--place",
+    help='Where the sensor is, as people say it ("Plaza South, by the fountain"): on the '
+    "notice and in the public register.",
+)
+@click.option(
+    "--location",
+    help="LAT,LON of the sensor; the public register shows it only rounded to the policy's "
+    "grid (location.coarsen_m), and the exact point is kept nowhere.",
+)
+@click.option(
+    "--lang", default="en", show_default=True, help="Language of the notice: en, de, fr, es."
+)
 @registry_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result(s) as JSON.")
 def provision_cmd(
@@ -68,6 +84,9 @@ def provision_cmd(
     force: bool,
     batch: bool,
     notice_dir: Path,
+    place: str | None,
+    location: str | None,
+    lang: str,
     registry_path: Path | None,
     as_json: bool,
 ) -> None:
@@ -83,9 +102,22 @@ def provision_cmd(
       atsource provision --port /dev/ttyACM0 --site plaza-north
       atsource provision --batch --site depot --policy policies/strict.json
     """
+    load_config(config)  # a bad config is refused before any port or the registry is opened
+    from .catalogue import load
+    from .provision import check_place
+    from .register import parse_location
+
+    load(lang)  # an unknown language is refused before any board is touched
+    place = check_place(place)
+    loc = parse_location(location) if location else None
+    if batch and loc is not None:
+        raise UserError("--location names one sensor's position: not with --batch")
     if not batch:
-        if len(ports) != 1:
+        if len(ports) > 1:
             raise UserError("name one board with --port (or use --batch for several)")
+        from .ports import resolve
+
+        ports = (resolve(ports[0] if ports else None),)
         err = Console(stderr=True)
         show = err.is_terminal and not as_json
         with (
@@ -106,6 +138,9 @@ def provision_cmd(
                 force=force,
                 notice_dir=notice_dir,
                 stage=stage,
+                place=place,
+                location=loc,
+                lang=lang,
             )
         click.echo(json.dumps(res.as_dict(), indent=2) if as_json else _summary(res))
         return
@@ -139,6 +174,8 @@ def provision_cmd(
             force=force,
             notice_dir=notice_dir,
             on_stage=on_stage,
+            place=place,
+            lang=lang,
         )
     if as_json:
         out = [

@@ -12,11 +12,12 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from .audit import Auditor, flash_blobs
 from .boards import load_board
 from .emulator.api import EMULATED_CONFIG, make_world, serve_board
 from .emulator.engine import EmulatedBoard
-from .errors import UserError
+from .errors import DeviceError, UserError
 
 DAY_US = 86_400 * 1_000_000
 
@@ -75,15 +76,23 @@ class DeviceReport:
     world: Any = None  # the scenario's world, built once here for ground truth and the audit
 
 
-def _live_day(member: Member, flash: str, device: str) -> DayResult:
-    """One board's simulated day (runs in a worker process)."""
+def _live_day(member: Member, flash: str, device: str, progress: Any = None) -> DayResult:
+    """One board's simulated day (runs in a worker process). ``progress`` (a queue) gets
+    (device, simulated hours) each simulated hour, for the parent to show."""
     board = load_board(member.board)
     world = make_world(board, member.scenario, member.seed, None)
     frames: list[bytes] = []
+    hours = [0]
 
     def on_frame(frame: bytes) -> bool:
         frames.append(frame)
         return True
+
+    def on_line(t_us: int, _line: str) -> None:
+        h = (t_us - world.start_us) // 3_600_000_000
+        if progress is not None and h > hours[0]:
+            hours[0] = h
+            progress.put((device, h))
 
     emu = EmulatedBoard(
         board,
@@ -93,6 +102,7 @@ def _live_day(member: Member, flash: str, device: str) -> DayResult:
         seed=1,
         entry="sensor.app",
         on_frame=on_frame,
+        on_line=on_line,
         instance=device,
     )
     t0 = time.perf_counter()
@@ -161,19 +171,50 @@ def run_demo(
         world = make_world(load_board(m.board), m.scenario, m.seed, None)
         devices[p.device] = DeviceReport(m, p.device, p.kid, 0, notice=list(p.notice), world=world)
 
-    # 2. A simulated day on every board, two at a time (the machine's cores).
-    say(f"running a simulated day on {len(fleet)} boards ...")
+    # The public register of the fleet, from the events provisioning appended (docs/register.md).
+    from .eventlog import EventLog
+    from .register import base_url
+    from .register import build as build_register
+
+    log = EventLog.for_registry(registry.path)
+    build_register(log.events(), log.key(), out / "register", base_url())
+    say(f"public register of {len(devices)} sensors: {out / 'register' / 'index.html'}")
+
+    # 2. A simulated day on every board, two at a time (the machine's cores); progress every
+    # few simulated hours; a board that fails is named in a partial report, not lost.
+    say(f"running a simulated day on {len(fleet)} boards, two at a time ...")
     results: list[DayResult] = []
-    with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
-        futs = [
-            pool.submit(_live_day, devices[dev].member, str(flashes[dev]), dev) for dev in devices
-        ]
-        for f in futs:
-            r = f.result()
-            results.append(r)
-            say(
-                f"  {r.device}: {len(r.frames)} frames, peak heap {r.heap_peak} B, {r.wall_s:.0f} s"
-            )
+    failures: dict[str, str] = {}
+    with multiprocessing.Manager() as manager:
+        progress = manager.Queue()
+        with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+            futs = {
+                pool.submit(_live_day, devices[dev].member, str(flashes[dev]), dev, progress): dev
+                for dev in devices
+            }
+            pending = set(futs)
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                while not progress.empty():
+                    dev, h = progress.get()
+                    if h % 6 == 0 and h < 24:
+                        say(f"  {dev}: {h} h of 24 simulated")
+                for f in done:
+                    dev = futs[f]
+                    try:
+                        r = f.result()
+                    except Exception as e:  # noqa: BLE001 - reported, the others go on
+                        failures[dev] = (
+                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                        )
+                        say(f"  {dev}: FAILED: {failures[dev]}")
+                        continue
+                    results.append(r)
+                    say(
+                        f"  {r.device}: day done, {len(r.frames)} frames, peak heap "
+                        f"{r.heap_peak} B, {r.wall_s:.0f} s"
+                    )
+    results.sort(key=lambda r: r.device)
 
     # 3. Receive every frame: straight from the boards, or through a real MQTT broker.
     store = SQLiteStore(out / "readings.db")
@@ -196,7 +237,10 @@ def run_demo(
 
     # 4. The privacy audit: console, flash and every record's plaintext, against the crowds.
     audit = _audit(results, flashes, devices)
-    report = demo_report.write(out, results, devices, audit, mqtt)
+    phones = sum(
+        1 for d in devices.values() for p in getattr(d.world, "people", []) if p.phone is not None
+    )
+    report = demo_report.write(out, results, devices, audit, mqtt, failures, phones)
     summary = {
         "report": str(report),
         "seconds": round(time.perf_counter() - t_start, 1),
@@ -216,8 +260,15 @@ def run_demo(
             for d in devices.values()
         ],
         "audit": {"passed": audit.passed, "summary": audit.summary()},
+        "register": str(out / "register" / "index.html"),
+        "failed": failures,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if failures:
+        first = next(iter(failures.items()))
+        raise DeviceError(
+            f"{len(failures)} board(s) failed ({first[0]}: {first[1]}); partial report: {report}"
+        )
     return summary
 
 

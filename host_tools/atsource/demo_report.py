@@ -1,9 +1,15 @@
-"""The demo's report: one self-contained HTML page with matplotlib plots against ground truth."""
+"""The demo's report, written for a city official: one HTML page in a self-contained folder
+(plots and notices embedded, links relative), every stream against ground truth on a UTC time
+axis, the error split into privacy noise (known from the policy) and sensing error (the rest),
+the privacy audit in one sentence with its figures behind a fold, and a partial report naming
+the boards that failed."""
 
 from __future__ import annotations
 
 import base64
 import html
+import math
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,9 +17,23 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
 BELOW_K, EXHAUSTED = 1, 2
+# (stream id, ground-truth column, label): the people streams, as the gate releases them.
+PEOPLE = (
+    (2, "crossings_in", "doorway: people going in"),
+    (3, "crossings_out", "doorway: people going out"),
+    (4, "pir_triggers", "movement (PIR triggers)"),
+    (5, "addresses_distinct", "phones nearby (distinct BLE addresses)"),
+)
+# (record key, ground-truth column, its divisor to the plotted unit, label)
+ENV = (
+    (3, "temp_mean_c", 1, "temperature (°C)"),
+    (4, "rh_mean", 1, "relative humidity (%)"),
+    (5, "pressure_mean_pa", 100, "air pressure (hPa)"),
+)
 
 
 def _img(path: Path) -> str:
@@ -29,26 +49,72 @@ def _stream(recs: list[dict[int, Any]], sid: int) -> list[dict[int, Any]]:
 
 
 def _truth(world: Any, window_s: int) -> dict[int, dict[str, Any]]:
-    return {row["start"]: row for row in world.ground_truth(window_s)}
+    rows = {row["start"]: row for row in world.ground_truth(window_s)}
+    _add_pir_truth(world, window_s, rows)
+    return rows
 
 
-def _plot_temperature(out: Path, devices: dict[str, Any]) -> Path:
-    fig, ax = plt.subplots(figsize=(10, 4.2), dpi=110)
+def _add_pir_truth(world: Any, window_s: int, rows: dict[int, dict[str, Any]]) -> None:
+    """PIR triggers per window: the rising edges of the retriggerable PIR output, from every
+    person's motion in the scenario (what the firmware's MotionCounter counts)."""
+    from .emulator.world import PIR_HOLD_US
+
+    for row in rows.values():
+        row["pir_triggers"] = 0
+    times = sorted(m for p in getattr(world, "people", []) for m in p.motion_us)
+    last: int | None = None
+    for m in times:
+        if last is None or m - last > PIR_HOLD_US:
+            start = (m // 1_000_000) // window_s * window_s
+            if start in rows:
+                rows[start]["pir_triggers"] += 1
+        last = m
+
+
+def _time_axis(ax: Any) -> None:
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=UTC))
+    ax.set_xlabel("time of day (UTC)", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=7)
+
+
+def _noise_halfwidth(eps_milli: int, p: float = 0.1) -> int:
+    """Half-width of the central 90 % of two-sided geometric noise at epsilon (thousandths):
+    P(|N| >= m) = 2 a^m / (1 + a), a = exp(-epsilon)."""
+    if eps_milli <= 0:
+        return 0
+    a = math.exp(-eps_milli / 1000)
+    return max(0, math.ceil(math.log(p * (1 + a) / 2) / math.log(a)))
+
+
+def _noise_var(eps_milli: int) -> float:
+    """Variance of two-sided geometric noise: 2a / (1 - a)^2."""
+    if eps_milli <= 0:
+        return 0.0
+    a = math.exp(-eps_milli / 1000)
+    return 2 * a / (1 - a) ** 2
+
+
+def _plot_env(out: Path, devices: dict[str, Any]) -> Path:
+    fig, axes = plt.subplots(3, 1, figsize=(10, 8.4), dpi=110, sharex=True)
     for i, d in enumerate(devices.values()):
         color = f"C{i}"
         truth = _truth(d.world, 900)
         xs = sorted(truth)
-        ax.plot([_t(s) for s in xs], [truth[s]["temp_mean_c"] for s in xs], color=color,
-                lw=1, alpha=0.5)  # fmt: skip
-        env = [r for r in _stream(d.records, 1) if 3 in r]
-        ax.plot([_t(r[0]) for r in env], [r[3] / 100 for r in env], ".", color=color, ms=4,
-                label=f"{d.member.site} ({d.member.scenario})")  # fmt: skip
-    ax.set_title("Temperature per site: released 15-min means (dots) and ground truth (lines)")
-    ax.set_ylabel("degC")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.autofmt_xdate()
-    p = out / "temperature.png"
+        env = _stream(d.records, 1)
+        for ax, (key, col, tdiv, label) in zip(axes, ENV, strict=True):
+            # Records carry 0.01 degC, 0.01 %RH and Pa: /100 gives degC, % and hPa.
+            ax.plot([_t(s + 450) for s in xs], [truth[s][col] / tdiv for s in xs], color=color,
+                    lw=1, alpha=0.5)  # fmt: skip
+            rel = [r for r in env if key in r]
+            ax.plot([_t(r[0] + 450) for r in rel], [r[key] / 100 for r in rel], ".",
+                    color=color, ms=3, label=f"{d.member.site} ({d.member.scenario})")  # fmt: skip
+            ax.set_ylabel(label, fontsize=8)
+    for ax in axes:
+        _time_axis(ax)
+    axes[0].set_title("Climate: released 15-minute means (dots) and what really happened (lines)")
+    axes[0].legend(fontsize=7)
+    p = out / "climate.png"
     fig.tight_layout()
     fig.savefig(p)
     plt.close(fig)
@@ -57,33 +123,30 @@ def _plot_temperature(out: Path, devices: dict[str, Any]) -> Path:
 
 def _plot_people(out: Path, devices: dict[str, Any]) -> Path:
     n = len(devices)
-    fig, axes = plt.subplots(n, 2, figsize=(11, 2.6 * n), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(n, len(PEOPLE), figsize=(15, 2.7 * n), dpi=100, squeeze=False)
     for row, d in enumerate(devices.values()):
         truth = _truth(d.world, 3600)
-        for col, (sid, key, label) in enumerate(
-            ((5, "addresses_distinct", "BLE distinct devices"), (2, "crossings_in", "doorway in"))
-        ):
+        for col, (sid, key, label) in enumerate(PEOPLE):
             ax = axes[row][col]
             recs = _stream(d.records, sid)
-            xs = [_t(r[0]) for r in recs]
-            ax.bar(xs, [truth.get(r[0], {}).get(key, 0) for r in recs], width=0.035,
-                   color="0.8", label="ground truth")  # fmt: skip
-            rel = [r for r in recs if 6 in r]
-            ax.plot([_t(r[0]) for r in rel], [r[6] for r in rel], "o", ms=4, color="C0",
+            xs = [_t(r[0] + 1800) for r in recs]
+            want = [truth.get(r[0], {}).get(key, 0) for r in recs]
+            band = [_noise_halfwidth(int(r.get(17, 0))) for r in recs]
+            ax.bar(xs, want, width=0.035, color="0.82", label="what really happened")
+            ax.errorbar(xs, want, yerr=band, fmt="none", ecolor="0.55", elinewidth=0.8,
+                        capsize=1.5, label="privacy noise, 90 % range")  # fmt: skip
+            rel = [(x, r) for x, r in zip(xs, recs, strict=True) if 6 in r]
+            ax.plot([x for x, _ in rel], [r[6] for _, r in rel], "o", ms=3.5, color="C0",
                     label="released (noised)")  # fmt: skip
-            sup = [r for r in recs if r.get(16) == BELOW_K]
-            ax.plot([_t(r[0]) for r in sup], [0] * len(sup), "x", ms=6, color="C3",
-                    label="withheld: below k")  # fmt: skip
-            exh = [r for r in recs if r.get(16) == EXHAUSTED]
+            sup = [x for x, r in zip(xs, recs, strict=True) if r.get(16) == BELOW_K]
+            ax.plot(sup, [0] * len(sup), "x", ms=5, color="C3", label="withheld: below k")
+            exh = [x for x, r in zip(xs, recs, strict=True) if r.get(16) == EXHAUSTED]
             if exh:
-                ax.plot([_t(r[0]) for r in exh], [0] * len(exh), "s", ms=5, color="C1",
-                        label="budget exhausted")  # fmt: skip
-            ax.set_title(f"{d.member.site}: {label} per hour", fontsize=9)
-            ax.grid(alpha=0.3)
-            ax.tick_params(labelsize=7)
-            if row == 0:
-                ax.legend(fontsize=7)
-    fig.autofmt_xdate()
+                ax.plot(exh, [0] * len(exh), "s", ms=4, color="C1", label="budget exhausted")
+            ax.set_title(f"{d.member.site}: {label}, per hour", fontsize=8)
+            _time_axis(ax)
+            if row == 0 and col == 0:
+                ax.legend(fontsize=6)
     fig.tight_layout()
     p = out / "people.png"
     fig.savefig(p)
@@ -91,11 +154,65 @@ def _plot_people(out: Path, devices: dict[str, Any]) -> Path:
     return p
 
 
+def error_split(devices: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per people stream, over every released full hour of every board: the observed error
+    against ground truth, and its split. Noise and sensing error are independent, so their
+    variances add: sensing error = sqrt(observed mean square - the noise's known variance)."""
+    out = []
+    for sid, key, label in PEOPLE:
+        errs: list[float] = []
+        noise_var: list[float] = []
+        for d in devices.values():
+            truth = _truth(d.world, 3600)
+            for r in _stream(d.records, sid):
+                row = truth.get(r[0])
+                if 6 not in r or row is None or row["covered_s"] < 3600:
+                    continue
+                errs.append(r[6] - row[key])
+                noise_var.append(_noise_var(int(r.get(17, 0))))
+        if not errs:
+            continue
+        mse = sum(e * e for e in errs) / len(errs)
+        nv = sum(noise_var) / len(noise_var)
+        out.append(
+            {
+                "stream": label,
+                "windows": len(errs),
+                "observed_rms": math.sqrt(mse),
+                "noise_rms": math.sqrt(nv),
+                "sensing_rms": math.sqrt(max(0.0, mse - nv)),
+                "bias": sum(errs) / len(errs),
+            }
+        )
+    return out
+
+
+def audit_sentence(audit: Any, phones: int) -> str:
+    if audit.passed:
+        return (
+            f"No trace of any of the {phones:,} phones the sensors saw was found in anything "
+            "the sensors printed, stored or sent."
+        )
+    return (
+        f"Traces of phones were found {len(audit.hits)} time(s) in what the sensors printed, "
+        "stored or sent: the sensors must not be deployed until this is fixed."
+    )
+
+
 def write(
-    out: Path, results: list[Any], devices: dict[str, Any], audit: Any, mqtt: str | None
+    out: Path,
+    results: list[Any],
+    devices: dict[str, Any],
+    audit: Any,
+    mqtt: str | None,
+    failures: dict[str, str] | None = None,
+    phones: int = 0,
 ) -> Path:
-    temp = _plot_temperature(out, devices)
-    people = _plot_people(out, devices)
+    failures = failures or {}
+    e = html.escape
+    ok_devices = {k: d for k, d in devices.items() if k not in failures}
+    env = _plot_env(out, ok_devices) if ok_devices else None
+    people = _plot_people(out, ok_devices) if ok_devices else None
     rows = []
     for d in devices.values():
         pivs = sorted(d.pivs)
@@ -103,7 +220,7 @@ def write(
         rows.append(
             "<tr>"
             + "".join(
-                f"<td>{html.escape(str(x))}</td>"
+                f"<td>{e(str(x))}</td>"
                 for x in (
                     d.device,
                     d.member.board,
@@ -119,7 +236,7 @@ def write(
             + f"<td class={'ok' if missing == 0 else 'bad'}>{missing}</td></tr>"
         )
     heap = "".join(
-        f"<li>{html.escape(r.device)} ({r.member.board}): peak live heap {r.heap_peak} bytes, "
+        f"<li>{e(r.device)} ({r.member.board}): peak live heap {r.heap_peak} bytes, "
         f"boots {len(r.resets)} ({', '.join(r.resets)}), {r.wall_s:.0f} s of wall time</li>"
         for r in results
     )
@@ -127,42 +244,82 @@ def write(
     for d in devices.values():
         png = next((Path(p) for p in d.notice if p.endswith(".png")), None)
         if png is not None and png.exists():
+            # Relative link, embedded image: the report folder can be moved or archived.
+            link = os.path.relpath(png.parent / "notice.html", out)
             notices.append(
-                f"<figure><a href='{html.escape(str(png.parent / 'notice.html'))}'>"
-                f"<img src='{_img(png)}' width='260'></a><figcaption>{html.escape(d.device)} "
-                f"at {html.escape(d.member.site)}</figcaption></figure>"
+                f"<figure><a href='{e(link)}'><img src='{_img(png)}' width='380' "
+                f"alt='notice of {e(d.device)}'></a><figcaption>{e(d.device)} at "
+                f"{e(d.member.site)}</figcaption></figure>"
             )
+    register = ""
+    if (out / "register" / "index.html").exists():
+        register = (
+            "<p>The fleet's <a href='register/index.html'>public register</a>: every sensor, "
+            "its notice and its signed history (check it with <code>atsource register "
+            "verify</code>).</p>"
+        )
     verdict = "ok" if audit.passed else "bad"
-    hits = "".join(
-        f"<li>{html.escape(h.source)} @ {h.offset}: {html.escape(h.form)}</li>"
-        for h in audit.hits[:20]
+    hits = "".join(f"<li>{e(h.source)} @ {h.offset}: {e(h.form)}</li>" for h in audit.hits[:20])
+    split = "".join(
+        f"<tr><td>{e(s['stream'])}</td><td>{s['windows']}</td><td>{s['observed_rms']:.1f}</td>"
+        f"<td>{s['noise_rms']:.1f}</td><td>{s['sensing_rms']:.1f}</td><td>{s['bias']:+.1f}</td></tr>"
+        for s in error_split(ok_devices)
     )
-    via = f"through the MQTT broker {html.escape(mqtt)}" if mqtt else "straight from the boards"
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>atsource demo report</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+    failed = ""
+    if failures:
+        items = "".join(f"<li><b>{e(dev)}</b>: {e(why)}</li>" for dev, why in failures.items())
+        failed = (
+            f"<h2 class='bad'>Partial report: {len(failures)} board(s) failed</h2><ul>{items}</ul>"
+            "<p>Everything below covers the boards that completed their day.</p>"
+        )
+    via = f"through the MQTT broker {e(mqtt)}" if mqtt else "straight from the boards"
+    day = ""
+    if ok_devices:
+        w = next(iter(ok_devices.values())).world
+        day = _t(w.start_us // 1_000_000).strftime("%Y-%m-%d")
+    plots = ""
+    if env is not None and people is not None:
+        plots = f"""<h2>Climate</h2>
+<p>What each sensor released every 15 minutes (dots) against the scenario's real weather
+(lines), on {day}; times are UTC.</p>
+<img src="{_img(env)}" alt="climate plots">
+<h2>People, as released by the privacy gate</h2>
+<p>Grey bars: what really happened in each hour. Grey whiskers: where the privacy noise alone
+puts the released count 9 times out of 10. Blue dots: the released count. Red crosses: hours
+withheld because fewer than k = 10 were counted. Times are UTC.</p>
+<img src="{_img(people)}" alt="people plots">
+<h2>How far from the truth, and why</h2>
+<p>Two things move a released count away from what happened: the sensor's own error (a missed
+doorway crossing, a phone out of range) and the random noise added on purpose so no single
+person can be singled out. The noise's size is fixed by the policy; the rest is sensing error.
+Root-mean-square errors in people per hour, over every full hour released:</p>
+<table><tr><th>stream</th><th>hours</th><th>observed error</th><th>privacy noise</th>
+<th>sensing error</th><th>average bias</th></tr>{split}</table>"""
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>atsource demo report</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222;line-height:1.45}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px}}
 .ok{{color:#0a0;font-weight:bold}}.bad{{color:#c00;font-weight:bold}}
 figure{{display:inline-block;margin:8px}}img{{max-width:100%}}</style></head><body>
-<h1>atsource demo: an emulated fleet's day</h1>
-<p>{len(devices)} emulated boards were deployed and provisioned through their serial ports with
-the real tools, lived a simulated day of their scenario, and sent every record sealed
-(COSE, AES-CCM); the receiver verified, decrypted and stored them ({via}).</p>
+<h1>atsource demo: a day of an emulated sensor fleet</h1>
+<p>{len(devices)} emulated sensors were installed the way a technician installs real ones
+(firmware copied and keys provisioned through their serial ports), lived a simulated day of
+their street, and sent every record encrypted and signed; the receiver checked, decrypted and
+stored them ({via}).</p>
+{failed}
 <h2>Privacy audit: <span class="{verdict}">{"PASS" if audit.passed else "FAIL"}</span></h2>
-<p>{html.escape(audit.summary())}. Scanned: each board's console, every file on its flash, and
-every record before encryption, for each BLE address and device name of the crowd and their
-common encodings (hex, base64, reversed, truncated SHA-256 and HMAC under a zero key).</p>
-<ul>{hits}</ul>
+<p><strong>{e(audit_sentence(audit, phones))}</strong></p>
+<details><summary>The figures behind this sentence</summary>
+<p>{e(audit.summary())}. Scanned: each board's console, every file on its flash, and every
+record before encryption, for each Bluetooth address and device name of the simulated crowd and
+their common encodings (hex, base64, reversed, truncated SHA-256 and HMAC under a zero key).</p>
+<ul>{hits}</ul></details>
+{plots}
 <h2>Frames per device</h2>
 <table><tr><th>device</th><th>board</th><th>scenario</th><th>site</th><th>kid</th><th>sent</th>
 <th>stored</th><th>rejected</th><th>counters</th><th>missing</th></tr>{"".join(rows)}</table>
 <ul>{heap}</ul>
-<h2>Temperature</h2><img src="{_img(temp)}">
-<h2>People, as released by the privacy gate</h2>
-<p>Grey bars: what really happened (ground truth). Blue dots: the released, noised count
-(two-sided geometric noise, epsilon 0.1 per release). Red crosses: windows withheld because
-the count was below k = 10.</p>
-<img src="{_img(people)}">
-<h2>Citizen notices</h2>{"".join(notices)}
+<h2>Citizen notices</h2>{register}{"".join(notices)}
 </body></html>"""
     report = out / "report.html"
     report.write_text(page)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -83,6 +84,10 @@ class DeployResult:
     bytes_copied: int
     manifest_written: bool
     seconds: float
+    # For the public register's "firmware updated" event (both public): the kid of the board's
+    # /identity.json when something changed on a provisioned board, and the manifest's hash.
+    kid: str | None = None
+    manifest_sha256: str = ""
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -227,6 +232,11 @@ def _deploy(
         for p in plan.remove:
             dev.remove(p)
         dev.write_atomic(MANIFEST, manifest)
+    kid: bytes | None = None
+    if not dry_run and not plan.empty:
+        from .provision import board_kid
+
+        kid = board_kid(dev)
     return DeployResult(
         port=port,
         board=board.name,
@@ -234,7 +244,9 @@ def _deploy(
         copied=plan.copy,
         removed=plan.remove,
         unchanged=len(plan.unchanged),
-        bytes_copied=0 if dry_run else plan.copy_bytes,
+        bytes_copied=plan.copy_bytes,  # with --dry-run: the bytes it would copy
         manifest_written=plan.manifest_changed and not dry_run,
         seconds=round(time.monotonic() - t0, 3),
+        kid=kid.hex() if kid else None,
+        manifest_sha256=hashlib.sha256(manifest).hexdigest(),
     )

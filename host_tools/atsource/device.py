@@ -80,7 +80,8 @@ def usb_board(port: str) -> str | None:
     return None
 
 
-def _check_port_exists(port: str) -> None:
+def check_port_exists(port: str) -> None:
+    """A clear DeviceError for a device path that does not exist or is not a serial port."""
     if "://" in port:
         return
     if not os.path.exists(port):
@@ -118,7 +119,7 @@ class Device:
     ) -> None:
         self.port = port
         self.timeout = timeout
-        _check_port_exists(port)
+        check_port_exists(port)
         self._t = self._open(port, baudrate, retries)
         try:
             self._enter(soft_reset, retries)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .boards import Board, board_names, load_board
-from .device import Device, list_boards, usb_board
+from .device import Device, check_port_exists, list_boards, usb_board
 from .errors import DeviceError, UserError
 
 UF2_DIR_ENV = "ATSOURCE_UF2_DIR"
@@ -155,6 +155,8 @@ def resolve_board(board: str | None, port: str | None) -> Board:
     if board:
         return load_board(board)
     if port:
+        if not any(p.bootsel for p in list_boards()):  # a Pico in BOOTSEL has no port
+            check_port_exists(port)  # "no such port", not "cannot tell which board"
         name = usb_board(port)
         if name:
             return load_board(name)
@@ -410,12 +412,17 @@ def flash(
     port_timeout: float = 30.0,
 ) -> FlashResult:
     t0 = time.monotonic()
+    if port == "auto":
+        port = None  # found by USB ids below, as when no port is named
     data = read_image(firmware)  # missing file: refused before any board is touched
     if uf2_dir is None and os.environ.get(UF2_DIR_ENV):
         uf2_dir = Path(os.environ[UF2_DIR_ENV])
     b = resolve_board(board, port)
     check_image(data, b, firmware.name)  # wrong chip: refused before anything is erased
     if b.firmware_format == "bin":
+        if not port:
+            found = [p.device for p in list_boards() if p.board == b.name and not p.bootsel]
+            port = found[0] if len(found) == 1 else None
         if not port:
             raise UserError(f"{b.name}: name the serial port with --port")
         flash_esp32(port, data, b, erase=erase, progress=progress, say=say)

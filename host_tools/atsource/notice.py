@@ -21,6 +21,8 @@ import qrcode
 import qrcode.constants
 from PIL import Image, ImageDraw, ImageFont
 
+from .catalogue import DEFAULT as DEFAULT_LANG
+from .catalogue import load as load_catalogue
 from .errors import UserError
 from .policy import DAY_S, canonical, policy_hash
 
@@ -48,56 +50,68 @@ Point = tuple[float, float]
 # ---- the words: what the policy means for a passer-by ----
 
 
-def window_phrase(seconds: int) -> str:
-    """900 -> 'every 15 minutes', 3600 -> 'every hour'."""
+def window_phrase(seconds: int, lang: str = DEFAULT_LANG) -> str:
+    """900 -> 'every 15 minutes', 3600 -> 'every hour' (in the notice's language)."""
+    t = load_catalogue(lang)
     if seconds % 3600 == 0:
         h = seconds // 3600
-        return "every hour" if h == 1 else ("every day" if h == 24 else f"every {h} hours")
+        if h == 1:
+            return t("when.every_hour")
+        return t("when.every_day") if h == 24 else t("when.every_hours", n=h)
     m = seconds // 60
-    return "every minute" if m == 1 else f"every {m} minutes"
+    return t("when.every_minute") if m == 1 else t("when.every_minutes", n=m)
 
 
-def _centi(v: int) -> str:
-    return f"{v // 100}" if v % 100 == 0 else f"{v / 100:g}"
+def _upper_first(text: str) -> str:
+    # Not str.capitalize(): that would lower-case German nouns.
+    return text[:1].upper() + text[1:]
 
 
-def _join(words: list[str]) -> str:
+def _centi(v: int, lang: str = DEFAULT_LANG) -> str:
+    text = f"{v // 100}" if v % 100 == 0 else f"{v / 100:g}"
+    return load_catalogue(lang).number(text)
+
+
+def _join(words: list[str], lang: str = DEFAULT_LANG) -> str:
     if len(words) <= 1:
         return "".join(words)
-    return ", ".join(words[:-1]) + " and " + words[-1]
+    return ", ".join(words[:-1]) + f" {load_catalogue(lang)('when.and')} " + words[-1]
 
 
-SENSED_LABELS = {
-    "env": "Temperature & humidity",
-    "doorway": "People at the door",
-    "motion": "Movement",
-    "ble": "Phones nearby",
-}
+SENSED = ("env", "doorway", "motion", "ble")
 
 
 def sensed(policy: dict[str, Any]) -> list[str]:
     """The collected streams that sense something (health is about the sensor itself)."""
-    return [k for k in SENSED_LABELS if k in policy["streams"]]
+    return [k for k in SENSED if k in policy["streams"]]
 
 
-def leaves_list(policy: dict[str, Any]) -> list[str]:
+def leaves_list(policy: dict[str, Any], lang: str = DEFAULT_LANG) -> list[str]:
     """What leaves the sensor, one sentence per group of streams released alike."""
+    t = load_catalogue(lang)
     st: dict[str, Any] = policy["streams"]
     out: list[str] = []
     if "env" in st:
         s = st["env"]
         r = s["resolution"]
-        agg = {"mean": "average", "min": "lowest", "max": "highest"}
-        what = [agg[x] for x in ("mean", "min", "max") if x in s["release"]]
-        when = window_phrase(s["window_s"]).capitalize()
+        what = [t(f"leaves.{x}") for x in ("mean", "min", "max") if x in s["release"]]
+        when = _upper_first(window_phrase(s["window_s"], lang))
         if what:
             out.append(
-                f"{when}: {_join(what)} temperature, humidity and air pressure, rounded to "
-                f"{_centi(r['temp_centi'])}{NBSP}°C, {_centi(r['rh_centi'])}{NBSP}% and "
-                f"{r['pressure_pa']}{NBSP}Pa."
+                t(
+                    "leaves.env",
+                    when=when,
+                    what=_join(what, lang),
+                    temp=_centi(r["temp_centi"], lang),
+                    rh=_centi(r["rh_centi"], lang),
+                    pressure=r["pressure_pa"],
+                )
+                .replace(" °C", f"{NBSP}°C")
+                .replace(" %", f"{NBSP}%")
+                .replace(" Pa", f"{NBSP}Pa")
             )
         else:
-            out.append(f"{when}: how many climate readings were taken.")
+            out.append(t("leaves.env_samples", when=when))
     # People streams with the same window and k read as one sentence.
     groups: dict[tuple[int, int], list[str]] = {}
     for key in ("doorway", "motion", "ble"):
@@ -106,48 +120,62 @@ def leaves_list(policy: dict[str, Any]) -> list[str]:
             continue
         if key == "doorway":
             dirs = [d for d in ("in", "out") if d in s["release"]]
-            noun = "people going " + " and ".join(dirs)
+            noun = t("leaves.people_" + "_".join(dirs))
         else:
-            noun = {"motion": "movements", "ble": "phones nearby"}[key]
+            noun = t(f"leaves.{key}")
         groups.setdefault((s["window_s"], s["k"]), []).append(noun)
     for (window, k), nouns in groups.items():
-        out.append(
-            f"{window_phrase(window).capitalize()}: totals of {_join(nouns)}, blurred with random "
-            f"noise. Fewer than {k} is sent as “fewer than {k}”."
-        )
+        when = _upper_first(window_phrase(window, lang))
+        out.append(t("leaves.people", when=when, what=_join(nouns, lang), k=k))
     if "health" in st:
-        out.append("Sensor status (running time, errors, faults): nothing about people.")
+        out.append(t("leaves.health"))
     return out
 
 
-def never_list(policy: dict[str, Any]) -> list[str]:
+def never_list(policy: dict[str, Any], lang: str = DEFAULT_LANG) -> list[str]:
+    t = load_catalogue(lang)
     st: dict[str, Any] = policy["streams"]
-    out = ["Images or sound: there is no camera and no microphone."]
+    out = [t("never.images")]
     if "ble" in st:
-        w = window_phrase(st["ble"]["window_s"]).removeprefix("every ")
-        out.append(
-            f"Phone addresses and names: scrambled with a key thrown away every {w}; "
-            "never stored, never sent."
-        )
-        out.append(f"Tracking: a phone cannot be followed from one {w} to the next.")
-    out.append("Who you are: no names, faces or home addresses.")
+        every = window_phrase(st["ble"]["window_s"], lang)
+        out.append(t("never.addresses", every=every))
+        out.append(t("never.tracking", every=every))
+    out.append(t("never.who"))
     return out
 
 
-def optout_line(policy: dict[str, Any]) -> str | None:
+def optout_line(policy: dict[str, Any], lang: str = DEFAULT_LANG) -> str | None:
     if "ble" not in policy["streams"]:
         return None
-    return "Opt out: end your phone’s Bluetooth name with _optout and it is not counted."
+    return load_catalogue(lang)("optout.line")
 
 
-def retention_text(policy: dict[str, Any]) -> str:
+def retention_text(policy: dict[str, Any], lang: str = DEFAULT_LANG) -> str:
+    t = load_catalogue(lang)
     r = policy["retention"]
-    d = r["device_days"]
-    rd = r["receiver_days"]
     return (
-        f"At most {d} day{'s' if d != 1 else ''} on the sensor (until sent). "
-        f"Kept {rd} day{'s' if rd != 1 else ''} by the operator, then deleted."
+        t("retention.device", n=r["device_days"])
+        + " "
+        + t("retention.operator", n=r["receiver_days"])
     )
+
+
+def rights_text(policy: dict[str, Any], lang: str = DEFAULT_LANG) -> str | None:
+    """The rights the policy names, in one sentence (policy field ``rights``)."""
+    rights = policy.get("rights")
+    if not rights:
+        return None
+    t = load_catalogue(lang)
+    return f"{t('rights.intro')} {_join([t(f'rights.{r}') for r in rights], lang)}. " + t(
+        "rights.none_held"
+    )
+
+
+def installed_text(
+    policy: dict[str, Any], installed: str | None, lang: str = DEFAULT_LANG
+) -> str | None:
+    date = installed or policy.get("installed")
+    return load_catalogue(lang)("sign.installed", date=date) if date else None
 
 
 def hash_id(digest: bytes) -> str:
@@ -395,16 +423,39 @@ def _fit(text: str, size: float, width: float, bold: bool = True, mono: bool = F
 FOOTER = 300  # the band with the QR code
 
 
-def layout(policy: dict[str, Any], *, site: str = "", device: str | None = None) -> Sign:
-    """The sign for a (valid) policy, in sign units (W x H): the largest body text that fits."""
-    for body in range(24, 13, -1):
-        sign, end = _layout(policy, site, device, body)
+def layout(
+    policy: dict[str, Any],
+    *,
+    site: str = "",
+    device: str | None = None,
+    url: str | None = None,
+    lang: str = DEFAULT_LANG,
+    installed: str | None = None,
+) -> Sign:
+    """The sign for a (valid) policy, in sign units (W x H): the largest body text that fits.
+    ``url`` is what the QR code opens: the sensor's page in the public register when there is
+    one (docs/register.md), else the policy's ``policy_url``. ``lang`` picks the catalogue
+    (catalogues/*.toml); ``installed`` is the date the sensor was installed, if known."""
+    for body in range(24, 11, -1):
+        sign, end = _layout(
+            policy, site, device, body, url or policy["policy_url"], lang, installed, bool(url)
+        )
         if end <= H - FOOTER:
             return sign
     raise UserError("the policy's texts are too long for the sign: shorten purpose or operator")
 
 
-def _layout(policy: dict[str, Any], site: str, device: str | None, body: int) -> tuple[Sign, float]:
+def _layout(
+    policy: dict[str, Any],
+    site: str,
+    device: str | None,
+    body: int,
+    qr_url: str,
+    lang: str,
+    installed: str | None,
+    to_register: bool,
+) -> tuple[Sign, float]:
+    t = load_catalogue(lang)
     L = _Layout()
     add = L.add
     digest = policy_hash(policy)
@@ -413,19 +464,20 @@ def _layout(policy: dict[str, Any], site: str, device: str | None, body: int) ->
 
     # Header: the one sentence that must land in two seconds.
     add(_rect(0, 0, W, 250, BAND))
-    kicker = "SENSOR AT WORK HERE" + (f" · {site.upper()}" if site else "")
+    kicker = t("sign.kicker") + (f" · {site.upper()}" if site else "")
     add(Text(MARGIN, 80, kicker, _fit(kicker, 28, inner), "#cfe3ea", True))
-    add(Text(MARGIN, 160, "It counts. It does not watch.", 66, PAPER, True))
-    sub = "No camera. No microphone. " + (
-        "Phones are counted, never identified."
-        if "ble" in policy["streams"]
-        else "No phone counting."
+    headline = t("sign.headline")
+    add(Text(MARGIN, 160, headline, _fit(headline, 66, inner), PAPER, True))
+    sub = (
+        t("sign.no_camera")
+        + " "
+        + (t("sign.phones_counted") if "ble" in policy["streams"] else t("sign.no_phones"))
     )
-    add(Text(MARGIN, 212, sub, 29, PAPER))
+    add(Text(MARGIN, 212, sub, _fit(sub, 29, inner, False), PAPER))
 
     # What it senses: one hexagon per stream.
     y = 315
-    add(Text(MARGIN, y, "What it senses", 38, INK, True))
+    add(Text(MARGIN, y, t("sign.senses"), 38, INK, True))
     items = sensed(policy)
     col = inner / max(1, len(items))
     r = min(78.0, col * 0.33)
@@ -434,7 +486,7 @@ def _layout(policy: dict[str, Any], site: str, device: str | None, body: int) ->
         cx = MARGIN + col * (i + 0.5)
         L.badge(key, cx, cy, r, SENSE, INK)
         L.text(
-            cx, cy + r + 36, SENSED_LABELS[key], 24, col - 16, bold=True, anchor="middle", lead=1.15
+            cx, cy + r + 36, t(f"sensed.{key}"), 24, col - 16, bold=True, anchor="middle", lead=1.15
         )
     y = cy + r + 120
 
@@ -443,8 +495,8 @@ def _layout(policy: dict[str, Any], site: str, device: str | None, body: int) ->
     cw = (inner - gap) / 2
     ends: list[float] = []
     columns = (
-        ("lock", LEAVES, "What leaves the sensor", leaves_list(policy)),
-        ("nocamera", NEVER, "What never leaves it", never_list(policy)),
+        ("lock", LEAVES, t("sign.leaves"), leaves_list(policy, lang)),
+        ("nocamera", NEVER, t("sign.never"), never_list(policy, lang)),
     )
     for ci, (kind, color, title, lines) in enumerate(columns):
         x = MARGIN + ci * (cw + gap)
@@ -457,9 +509,9 @@ def _layout(policy: dict[str, Any], site: str, device: str | None, body: int) ->
         ends.append(yy)
     x = MARGIN
     y = max(ends)
-    enc = "All of it is encrypted from the sensor to the operator."
+    enc = t("leaves.encrypted")
     y = L.text(x + 26, y, enc, body, inner, fill=MUTED)
-    opt = optout_line(policy)
+    opt = optout_line(policy, lang)
     if opt:
         y += 8
         add(_rect(MARGIN, y - 4, W - MARGIN, y + 50, LIGHT))
@@ -469,10 +521,20 @@ def _layout(policy: dict[str, Any], site: str, device: str | None, body: int) ->
 
     # Why, who, how long.
     op = policy["operator"]
+    who = [op["name"], op["contact"], op.get("url", "")]
+    if "dpo" in policy:
+        who.append(t("sign.dpo", contact=policy["dpo"]["contact"]))
+    if "authority" in policy:
+        who.append(t("sign.authority", name=policy["authority"]["name"]))
+    how_long = [retention_text(policy, lang), installed_text(policy, installed, lang) or ""]
     cols = (
-        ("why", "Why", [policy["purpose"], f"Legal basis: {policy['legal_basis']}."]),
-        ("who", "Who is responsible", [op["name"], op["contact"]] + [op.get("url", "")]),
-        ("time", "How long", [retention_text(policy)]),
+        (
+            "why",
+            t("sign.why"),
+            [policy["purpose"], t("sign.legal_basis", basis=policy["legal_basis"])],
+        ),
+        ("who", t("sign.who"), who),
+        ("time", t("sign.how_long"), how_long),
     )
     cgap = 30
     cw3 = (inner - 2 * cgap) / 3
@@ -487,12 +549,16 @@ def _layout(policy: dict[str, Any], site: str, device: str | None, body: int) ->
                 yy = L.text(x, yy, para, body - 1, cw3, lead=1.27) + 4
         ends.append(yy)
     end = max(ends) + 10
+    rights = rights_text(policy, lang)
+    if rights:
+        add(Text(MARGIN, end + 24, t("rights.title"), 27, INFO, True))
+        end = L.text(MARGIN, end + 60, rights, body - 1, inner, lead=1.27) + 10
 
     # Footer band: QR code, policy link and hash. The QR code is drawn module by module so
     # the PNG and the SVG hold the very matrix qrcode computed (tests read it back).
     fy = H - FOOTER
     add(_rect(0, fy, W, H, LIGHT))
-    m = qr_matrix(policy["policy_url"])
+    m = qr_matrix(qr_url)
     n = len(m)
     mod = math.floor((H - fy - 40) / n)
     qx, qy = MARGIN - 4 * mod // 2, fy + 20
@@ -513,13 +579,10 @@ def _layout(policy: dict[str, Any], site: str, device: str | None, body: int) ->
     tx = qx + mod * n + 30
     tw = W - MARGIN - tx
     ty = fy + 75
-    add(
-        Text(
-            tx, ty, "Scan for the full policy", _fit("Scan for the full policy", 34, tw), INK, True
-        )
-    )
+    scan = t("sign.scan_register") if to_register else t("sign.scan_policy")
+    add(Text(tx, ty, scan, _fit(scan, 34, tw), INK, True))
     # The URL in at most two lines (the QR code carries it whole).
-    url = policy["policy_url"]
+    url = qr_url
     usize = 22
     while usize > 14 and len(wrap(url, usize, tw)) > 2:
         usize -= 1
@@ -531,13 +594,18 @@ def _layout(policy: dict[str, Any], site: str, device: str | None, body: int) ->
         add(Text(tx, ty, line, usize, INFO))
         ty += usize * 1.25
     ty += 22
-    add(Text(tx, ty, "Policy ID", 26, MUTED))
-    add(Text(tx + text_width("Policy ID", 26) + 16, ty + 2, hash_id(digest), 34, INK, True, True))
-    ty = L.text(tx, ty + 36, "Every reading this sensor sends carries this ID.", 21, tw, fill=MUTED)
+    add(Text(tx, ty, t("sign.policy_id"), 26, MUTED))
+    idx = tx + text_width(t("sign.policy_id"), 26) + 16
+    add(Text(idx, ty + 2, hash_id(digest), 34, INK, True, True))
+    ty = L.text(tx, ty + 36, t("sign.carries_id"), 21, tw, fill=MUTED)
     h = digest.hex()
     sha = "SHA-256 " + h
     add(Text(tx, ty + 4, sha, _fit(sha, 15, tw, False, True), MUTED, mono=True))
-    parts = (f"Site {site}" if site else "", f"sensor {device}" if device else "", policy["name"])
+    parts = (
+        t("sign.site", site=site) if site else "",
+        t("sign.sensor", device=device) if device else "",
+        policy["name"],
+    )
     where = " · ".join(x for x in parts if x)
     add(Text(tx, H - 26, clip(where, 18, tw), 18, MUTED))
     return sign, end
@@ -638,14 +706,10 @@ pre{background:#eef3f6;padding:.75rem;overflow-x:auto;white-space:pre-wrap;word-
 """
 
 
-def _stream_rows(policy: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    names = {
-        "env": "Climate (temperature, humidity, pressure)",
-        "doorway": "People at the door (light beam)",
-        "motion": "Movement (infrared)",
-        "ble": "Phones nearby (Bluetooth signals)",
-        "health": "Sensor health",
-    }
+def _stream_rows(
+    policy: dict[str, Any], lang: str = DEFAULT_LANG
+) -> list[tuple[str, str, str, str]]:
+    t = load_catalogue(lang)
     rows: list[tuple[str, str, str, str]] = []
     for key in ("env", "doorway", "motion", "ble", "health"):
         s = policy["streams"].get(key)
@@ -653,98 +717,129 @@ def _stream_rows(policy: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             continue
         prot: list[str] = []
         if "k" in s:
-            prot.append(f"counts under {s['k']} withheld")
+            prot.append(t("streams.k", k=s["k"]))
         if "noise" in s:
-            prot.append(
-                f"two-sided geometric noise, ε = {s['noise']['epsilon_milli'] / 1000:g} per window"
-            )
+            eps = t.number(f"{s['noise']['epsilon_milli'] / 1000:g}")
+            prot.append(t("streams.noise", epsilon=eps))
         if key == "env":
             r = s["resolution"]
             prot.append(
-                f"rounded to {_centi(r['temp_centi'])} °C, {_centi(r['rh_centi'])} %RH, "
-                f"{r['pressure_pa']} Pa"
+                t(
+                    "streams.rounded",
+                    temp=_centi(r["temp_centi"], lang),
+                    rh=_centi(r["rh_centi"], lang),
+                    pressure=r["pressure_pa"],
+                )
             )
         if key == "ble":
-            prot.append(
-                "addresses keyed-hashed with a per-window secret into a "
-                f"{s['sketch_bits']}-bit sketch; "
-                f"signals weaker than {s['rssi_floor']} dBm ignored"
-            )
+            prot.append(t("streams.ble_sketch", bits=s["sketch_bits"], rssi=s["rssi_floor"]))
         rows.append(
             (
-                names[key],
-                window_phrase(s["window_s"]),
+                t(f"streams.{key}"),
+                window_phrase(s["window_s"], lang),
                 ", ".join(s["release"]),
-                "; ".join(prot) or "none needed",
+                "; ".join(prot) or t("streams.none"),
             )
         )
     return rows
 
 
 def to_html(
-    policy: dict[str, Any], sign: Sign, *, site: str = "", device: str | None = None
+    policy: dict[str, Any],
+    sign: Sign,
+    *,
+    site: str = "",
+    device: str | None = None,
+    url: str | None = None,
+    lang: str = DEFAULT_LANG,
+    installed: str | None = None,
 ) -> str:
+    t = load_catalogue(lang)
     digest = policy_hash(policy)
     e = html.escape
     op = policy["operator"]
-    url = policy["policy_url"]
+    register_url, url = url, policy["policy_url"]
     rows = "".join(
         f"<tr><td>{e(a)}</td><td>{e(b)}</td><td>{e(c)}</td><td>{e(d)}</td></tr>"
-        for a, b, c, d in _stream_rows(policy)
+        for a, b, c, d in _stream_rows(policy, lang)
     )
-    leaves = "".join(f"<li>{e(x)}</li>" for x in leaves_list(policy))
-    never = "".join(f"<li>{e(x)}</li>" for x in never_list(policy))
-    opt = optout_line(policy)
-    spend = policy["budget"]["epsilon_milli_per_day"] / 1000
-    where = ", ".join(x for x in (site and f"site {site}", device and f"sensor {device}") if x)
+    leaves = "".join(f"<li>{e(x)}</li>" for x in leaves_list(policy, lang))
+    never = "".join(f"<li>{e(x)}</li>" for x in never_list(policy, lang))
+    opt = optout_line(policy, lang)
+    spend = t.number(f"{policy['budget']['epsilon_milli_per_day'] / 1000:g}")
+    where = ", ".join(
+        x
+        for x in (
+            site and t("page.where_site", site=site),
+            device and t("page.where_sensor", device=device),
+        )
+        if x
+    )
     op_url = f'<br><a href="{e(op["url"])}">{e(op["url"])}</a>' if "url" in op else ""
+    extra_who = ""
+    if "dpo" in policy:
+        extra_who += f"<br>{e(t('sign.dpo', contact=policy['dpo']['contact']))}"
+    if "authority" in policy:
+        a = policy["authority"]
+        name = e(t("sign.authority", name=a["name"]))
+        extra_who += f'<br><a href="{e(a["url"])}">{name}</a>' if "url" in a else f"<br>{name}"
+    rights = rights_text(policy, lang)
+    rights_html = f"<h2>{e(t('rights.title'))}</h2>\n<p>{e(rights)}</p>\n" if rights else ""
+    inst = installed_text(policy, installed, lang)
+    register_line = (
+        f'\n<p>{e(t("page.register"))} <a href="{e(register_url)}">{e(register_url)}</a></p>'
+        if register_url
+        else ""
+    )
     pretty = json.dumps(json.loads(canonical(policy)), indent=2, ensure_ascii=False)
+    title = t("page.title", name=policy["name"])
+    heads = "".join(
+        f"<th>{e(t(f'page.col_{c}'))}</th>" for c in ("stream", "window", "released", "protection")
+    )
     return f"""<!doctype html>
-<html lang="en">
+<html lang="{e(lang)}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sensor notice: {e(policy["name"])}</title>
+<title>{e(title)}</title>
 <style>{_CSS}</style>
 </head>
 <body>
 <main>
-<h1>This sensor counts. It does not watch.</h1>
+<h1>{e(t("page.h1"))}</h1>
 <p>{e(policy["purpose"])}{" (" + e(where) + ")" if where else ""}</p>
-<div class="sign">{to_svg(sign, "Sensor notice: " + policy["name"])}</div>
+<div class="sign">{to_svg(sign, title)}</div>
 
-<h2>What leaves the sensor</h2>
-<ul class="leaves">{leaves}<li>Everything is encrypted and authenticated from the sensor to the
-operator (COSE, AES-CCM); no network, broker or gateway on the way can read or change it.</li></ul>
+<h2>{e(t("page.leaves"))}</h2>
+<ul class="leaves">{leaves}<li>{e(t("page.encrypted"))}</li></ul>
 
-<h2>What never leaves it</h2>
+<h2>{e(t("page.never"))}</h2>
 <ul class="never">{never}</ul>
 {f"<p><strong>{e(opt)}</strong></p>" if opt else ""}
 
-<h2>Why</h2>
+<h2>{e(t("page.why"))}</h2>
 <p>{e(policy["purpose"])}</p>
-<p>Legal basis: {e(policy["legal_basis"])}.</p>
+<p>{e(t("sign.legal_basis", basis=policy["legal_basis"]))}</p>
 
-<h2>Who is accountable</h2>
-<p>{e(op["name"])}<br>{e(op["contact"])}{op_url}</p>
+<h2>{e(t("page.who"))}</h2>
+<p>{e(op["name"])}<br>{e(op["contact"])}{op_url}{extra_who}</p>
+{rights_html}
+<h2>{e(t("page.how_long"))}</h2>
+<p>{e(retention_text(policy, lang))}{" " + e(inst) if inst else ""}
+{e(t("page.coarsened", metres=policy["location"]["coarsen_m"]))}</p>
 
-<h2>How long</h2>
-<p>{e(retention_text(policy))}
-Published locations are rounded to {policy["location"]["coarsen_m"]} m.</p>
-
-<h2>Each stream in detail</h2>
+<h2>{e(t("page.streams"))}</h2>
 <table>
-<tr><th>Stream</th><th>Window</th><th>Released</th><th>Protection</th></tr>
+<tr>{heads}</tr>
 {rows}
 </table>
-<p>Privacy budget: each people-counting stream spends at most ε = {spend:g} a day; when it is
-spent, the sensor sends “budget exhausted” instead of a count until the next day.</p>
+<p>{e(t("page.budget", epsilon=spend))}</p>
 
-<h2>The policy and its ID</h2>
-<p>Full policy: <a href="{e(url)}">{e(url)}</a></p>
-<p>Policy ID (in every record the sensor sends): <strong><code>{hash_id(digest)}</code></strong><br>
-SHA-256 of the canonical policy: <code>{digest.hex()}</code></p>
-<p>To check a policy file against this ID: <code>atsource policy check FILE</code>.</p>
+<h2>{e(t("page.policy"))}</h2>
+<p>{e(t("page.full_policy"))} <a href="{e(url)}">{e(url)}</a></p>{register_line}
+<p>{e(t("page.policy_id"))} <strong><code>{hash_id(digest)}</code></strong><br>
+{e(t("page.sha"))} <code>{digest.hex()}</code></p>
+<p>{e(t("page.check"))} <code>atsource policy check FILE</code>.</p>
 <pre>{e(pretty)}</pre>
 </main>
 </body>
@@ -753,14 +848,26 @@ SHA-256 of the canonical policy: <code>{digest.hex()}</code></p>
 
 
 def render(
-    policy: dict[str, Any], out_dir: Path, *, site: str, device: str | None = None
+    policy: dict[str, Any],
+    out_dir: Path,
+    *,
+    site: str,
+    device: str | None = None,
+    url: str | None = None,
+    lang: str = DEFAULT_LANG,
+    installed: str | None = None,
 ) -> list[Path]:
-    """Write notice.html, notice.svg and notice.png for a valid policy into out_dir."""
+    """Write notice.html, notice.svg and notice.png for a valid policy into out_dir, in the
+    language ``lang``; the QR code opens ``url`` (the sensor's register page) or else the
+    policy's ``policy_url``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    sign = layout(policy, site=site, device=device)
-    title = "Sensor notice: " + policy["name"]
+    sign = layout(policy, site=site, device=device, url=url, lang=lang, installed=installed)
+    title = load_catalogue(lang)("page.title", name=policy["name"])
     paths = [out_dir / "notice.html", out_dir / "notice.svg", out_dir / "notice.png"]
-    paths[0].write_text(to_html(policy, sign, site=site, device=device), encoding="utf-8")
+    paths[0].write_text(
+        to_html(policy, sign, site=site, device=device, url=url, lang=lang, installed=installed),
+        encoding="utf-8",
+    )
     paths[1].write_text(
         '<?xml version="1.0" encoding="UTF-8"?>\n' + to_svg(sign, title), encoding="utf-8"
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,13 @@ TOP_KEYS = (
     "budget",
     "streams",
     "policy_url",
+    "dpo",
+    "authority",
+    "rights",
+    "installed",
 )
+# Optional notice fields (docs/privacy.md): rights a person may exercise, by name.
+RIGHTS = ("access", "rectification", "erasure", "restriction", "object", "complaint")
 
 Obj = dict[str, Any]
 
@@ -262,6 +269,7 @@ def validate(obj: Any) -> list[str]:
     if streams is not None:
         for name in sorted(streams):
             _check_stream(c, name, streams[name], budget, exhaust)
+    _check_notice_fields(c, d)
     c.url(d, "policy_url", "")
     c.unknown(d, TOP_KEYS, "")
     if not c.reasons:
@@ -270,6 +278,46 @@ def validate(obj: Any) -> list[str]:
         except UserError as e:
             c.add(str(e))
     return c.reasons
+
+
+def _check_notice_fields(c: _Checker, d: Obj) -> None:
+    """Optional: the data protection officer, the supervisory authority, the rights the notice
+    names and the installation date (the device checks them with the same reasons)."""
+    if "dpo" in d:
+        dpo = c.obj(d, "dpo", "")
+        if dpo is not None:
+            c.text(dpo, "contact", "dpo.", 200)
+            c.text(dpo, "name", "dpo.", 100, required=False)
+            c.unknown(dpo, ("contact", "name"), "dpo.")
+    if "authority" in d:
+        au = c.obj(d, "authority", "")
+        if au is not None:
+            c.text(au, "name", "authority.", 100)
+            c.url(au, "url", "authority.", required=False)
+            c.unknown(au, ("name", "url"), "authority.")
+    if "rights" in d:
+        r = d["rights"]
+        if not (
+            isinstance(r, list)
+            and r
+            and all(isinstance(x, str) and x in RIGHTS for x in r)
+            and len(set(r)) == len(r)
+        ):
+            c.add("rights: must be a list of distinct rights from " + ", ".join(RIGHTS))
+    if "installed" in d:
+        v = d["installed"]
+        try:
+            ok = (
+                isinstance(v, str)
+                and len(v) == 10
+                and v[4] == v[7] == "-"
+                and all(v[i] in "0123456789" for i in (0, 1, 2, 3, 5, 6, 8, 9))
+                and 2000 <= date.fromisoformat(v).year <= 2199
+            )
+        except ValueError:
+            ok = False
+        if not ok:
+            c.add("installed: must be a date YYYY-MM-DD")
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> Obj:

@@ -36,7 +36,7 @@ from typing import Any
 from . import frame as framemod
 from . import keys as keymod
 from . import policy as policymod
-from .device import Device, connect, list_boards
+from .device import Device, connect
 from .errors import DeviceError, UserError
 from .registry import DeviceRow, Registry, board_hash, device_name
 
@@ -68,6 +68,7 @@ class ProvisionResult:
     notice: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    place: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,6 +103,11 @@ def load_config(path: Path | None) -> dict[str, Any]:
         raise UserError(f"{path}: not a JSON config file ({e})") from None
     if not isinstance(obj, dict):
         raise UserError(f"{path}: the config must be a JSON object (docs/device.md)")
+    # The device would ignore a bad setting and run without it (no Wi-Fi, no uplink): refuse
+    # it here, before the board is touched, with the device's own reasons.
+    from .devconfig import require_valid
+
+    require_valid(obj, path)
     return obj
 
 
@@ -196,19 +202,30 @@ def provision(
     notice_dir: Path | None = None,
     stage: Stage | None = None,
     reset: bool = True,
+    place: str | None = None,
+    location: tuple[float, float] | None = None,
+    lang: str = "en",
 ) -> ProvisionResult:
-    """Provision the board on ``port`` (see the module docstring)."""
+    """Provision the board on ``port`` (see the module docstring). ``place`` (a name people
+    read, "Plaza South, by the fountain") and ``location`` (lat, lon; published only coarsened
+    to the policy's grid) go to the public register's log, never to the board."""
     say: Stage = stage or (lambda _s: None)
     if not site or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", site):
         raise UserError(f"bad site name '{site}': letters, digits, '.', '_' and '-' (max 64)")
+    place = check_place(place)
     pol = load_policy(policy)
     base_config = load_config(config)
     t0 = time.monotonic()
     say("connecting")
     with connect(port) as dev:
         result = _provision(dev, site, registry, pol, base_config, force, say)
+        result.place = place or ""
+        try:
+            _record(registry, result, pol, place, location)
+        except (UserError, OSError) as e:  # the board is provisioned: say so, loudly
+            result.warnings.append(f"the public register's event was not recorded: {e}")
         if notice_dir is not None:
-            _notice(result, pol, notice_dir)
+            _notice(result, pol, notice_dir, lang)
         if reset:
             say("restarting")
             dev.soft_reboot()
@@ -307,16 +324,76 @@ def _check_space(dev: Device, files: dict[str, bytes]) -> None:
         raise DeviceError(f"no space on the device on {dev.port} for the provisioned files")
 
 
-def _notice(result: ProvisionResult, pol: _Policy, notice_dir: Path) -> None:
+def check_place(place: str | None) -> str | None:
+    if place is None:
+        return None
+    place = " ".join(place.split())
+    if not place or len(place) > 120:
+        raise UserError("bad --place: a name people read, 1 to 120 characters")
+    return place
+
+
+def _record(
+    reg: Registry,
+    result: ProvisionResult,
+    pol: _Policy,
+    place: str | None,
+    location: tuple[float, float] | None,
+) -> None:
+    """The public register's events for this provisioning (eventlog.py)."""
+    from .eventlog import EventLog
+    from .register import coarsen
+
+    log = EventLog.for_registry(reg.path)
+    previous = log.last(result.device, "provisioned", "policy_changed")
+    full = policymod.policy_hash(pol.obj).hex() if pol.obj is not None else ""
+    data: dict[str, Any] = {
+        "site": result.site,
+        "board": result.board,
+        "kid": result.kid,
+        "generation": result.generation,
+        "policy_hash": full,
+        "policy": pol.obj,
+        "forced": result.forced,
+    }
+    prev_data = (previous or {}).get("data") or {}
+    if place or prev_data.get("place"):
+        data["place"] = place or prev_data["place"]
+    if location is not None:
+        grid = int(((pol.obj or {}).get("location") or {}).get("coarsen_m", 1000))
+        data["location"] = coarsen(location[0], location[1], grid)
+    elif prev_data.get("location"):
+        data["location"] = prev_data["location"]
+    log.append("provisioned", result.device, data)
+    if previous is not None and prev_data.get("policy_hash") != full:
+        log.append(
+            "policy_changed",
+            result.device,
+            {
+                "old_policy_hash": prev_data.get("policy_hash", ""),
+                "policy_hash": full,
+                "policy": pol.obj,
+            },
+        )
+
+
+def _notice(result: ProvisionResult, pol: _Policy, notice_dir: Path, lang: str = "en") -> None:
     try:
         from . import notice
+        from .register import base_url, sensor_url
     except ImportError:
         return
     if pol.obj is None:
         return
     try:
         out = notice.render(
-            pol.obj, notice_dir / result.device, site=result.site, device=result.device
+            pol.obj,
+            notice_dir / result.device,
+            site=result.place or result.site,
+            device=result.device,
+            url=sensor_url(base_url(), result.device),
+            lang=lang,
+            installed=time.strftime("%Y-%m-%d", time.gmtime()),
         )
     except Exception as e:  # noqa: BLE001 - a notice failure must not undo a good provisioning
         result.warnings.append(f"notice not written: {e}")
@@ -373,6 +450,23 @@ def rotate(
         registry.activate(kid, old="retire", grace_s=grace_s, verified_piv=opened.piv)
         dev.soft_reboot()
     old_row = next((k for k in registry.keys(number) if k.kid == old), None)
+    from datetime import UTC, datetime
+
+    from .eventlog import EventLog
+
+    until = old_row.valid_until if old_row else None
+    EventLog.for_registry(registry.path).append(
+        "key_rotated",
+        row.name,
+        {
+            "kid": kid.hex(),
+            "generation": kid[4],
+            "old_kid": old.hex() if old else None,
+            "old_valid_until": datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds")
+            if until
+            else None,
+        },
+    )
     return RotateResult(
         port=port,
         device=row.name,
@@ -406,10 +500,13 @@ class BatchItem:
 
 
 def batch_ports(extra: Sequence[str]) -> list[str]:
-    """Every attached board (USB ids of a board definition, MicroPython mode) plus ``extra``."""
-    ports = [p.device for p in list_boards() if not p.bootsel]
+    """Every board attached (USB ids of a board definition, MicroPython mode) or emulated here,
+    plus ``extra``."""
+    from .ports import AUTO, all_ports
+
+    ports = [p.port for p in all_ports() if p.kind != "bootsel"]
     for p in extra:
-        if p not in ports:
+        if p not in ports and p != AUTO:
             ports.append(p)
     return ports
 
@@ -425,11 +522,14 @@ def provision_batch(
     notice_dir: Path | None = None,
     on_stage: Callable[[str, str], None] | None = None,
     workers: int | None = None,
+    place: str | None = None,
+    lang: str = "en",
 ) -> list[BatchItem]:
     """Provision several boards in parallel (one thread each: the work is waiting on ports).
     One board failing does not stop the others; each item says what happened."""
     if not ports:
         raise UserError("no boards found: plug one in, or name ports with --port")
+    load_config(config)  # a bad config is refused once, before any board is touched
 
     def one(port: str) -> BatchItem:
         def stage(text: str) -> None:
@@ -446,6 +546,8 @@ def provision_batch(
                 force=force,
                 notice_dir=notice_dir,
                 stage=stage,
+                place=place,
+                lang=lang,
             )
             return BatchItem(port, result=res)
         except UserError as e:

@@ -55,6 +55,29 @@ def test_demo_receives_every_frame_and_passes_the_audit(
     assert not any(s in page for s in ('src="http', "src='http"))
     notices = list((out / "notices").rglob("notice.png"))
     assert len(notices) == len(devices)
+    # The fleet's public register: every sensor listed, its signed history intact.
+    index = Path(summary["register"]).read_text()
+    assert all(d["device"] in index for d in devices)
+    v = subprocess.run(
+        [sys.executable, "-m", "atsource.cli", "register", "verify", str(out / "register")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert v.returncode == 0 and v.stdout.strip().endswith("history intact"), v.stderr
+    # ... and it opens in a real headless browser listing the whole fleet.
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is not None:
+        dom = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+            + ["--disable-dev-shm-usage", "--dump-dom", Path(summary["register"]).as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        assert "<h1>Public register of sensors</h1>" in dom.stdout
+        assert all(f">{d['device']}</a>" in dom.stdout for d in devices)
 
     # Released counts stay within the documented error of ground truth (docs/privacy.md):
     # sensing error (5 %) plus the noise's one-in-a-million tail, ln(10^6) / epsilon (the

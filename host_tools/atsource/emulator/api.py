@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,34 @@ from .serialport import SerialBridge
 def default_flash_dir(board: str, instance: str = "default") -> Path:
     """Where a board's flash lives between runs unless --flash says otherwise."""
     return paths.cache_dir() / "flash" / f"{board}-{instance}"
+
+
+@contextmanager
+def lock_flash(flash_dir: Path) -> Iterator[None]:
+    """Hold a flash directory for one emulator: two boards booting the same flash would share
+    an identity and a message counter (a reused nonce). The lock is a file beside the directory
+    (``.NAME.lock``), so it survives --erase and adds nothing to the board's file system; the
+    kernel drops it when the process dies, so a killed emulator leaves no stale lock."""
+    import fcntl
+
+    flash_dir = flash_dir.absolute()
+    flash_dir.parent.mkdir(parents=True, exist_ok=True)
+    path = flash_dir.parent / f".{flash_dir.name}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise UserError(
+                f"flash directory {flash_dir} is in use by another emulator (pid {other}): "
+                "stop it, or give this one its own --flash or --instance"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def resolve_scenario(name_or_path: str) -> Path:

@@ -1,0 +1,43 @@
+"""The device's config schema on the host: ``firmware/sensor/config.py`` itself, loaded under
+CPython (it is written in the common subset), so the host refuses exactly what the device would
+ignore, with the same reasons. One table, one validator, no copy kept in step by hand."""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from . import paths
+from .errors import UserError
+
+
+@cache
+def device_module() -> ModuleType:
+    """firmware/sensor/config.py as a module (it imports only ``json``)."""
+    src = paths.FIRMWARE / "sensor" / "config.py"
+    spec = importlib.util.spec_from_file_location("atsource._device_config", src)
+    if spec is None or spec.loader is None:  # pragma: no cover - the repository is broken
+        raise UserError(f"cannot load the device's config schema from {src}")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def problems(obj: Any) -> list[str]:
+    """Every reason the device would ignore a setting of ``obj`` (empty: the config is good)."""
+    return list(device_module().check(obj)[1])
+
+
+def effective(obj: Any) -> dict[str, Any]:
+    """The configuration the device would run with."""
+    return dict(device_module().check(obj)[0])
+
+
+def require_valid(obj: Any, where: Path | str) -> None:
+    """Refuse a config with any problem: one line per problem, exit 2."""
+    found = problems(obj)
+    if found:
+        raise UserError("\n".join(f"{where}: {p}" for p in found))
