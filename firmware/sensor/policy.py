@@ -6,6 +6,7 @@
 # budget, operator or retention the streams would run under is not known.
 import hashlib
 import json
+import os
 
 from micropython import const
 
@@ -42,6 +43,7 @@ _TOP = (
     "streams",
     "policy_url",
 )
+CLOSED_SUFFIX = "failing closed: nothing about people is collected or released, health only"
 # JSON's short escapes, as Python's json.dumps writes them.
 _SHORT = {8: b"\\b", 9: b"\\t", 10: b"\\n", 12: b"\\f", 13: b"\\r"}
 
@@ -50,8 +52,21 @@ class PolicyError(Exception):
     """The file is not a version 1 policy at all (missing, not JSON, a float, wrong version)."""
 
 
+# What a provisioned device whose policy does not load still runs: health only (uptime, resets,
+# faults... nothing about people), so the operator can see the fault and fix the file.
+FAILSAFE_HEALTH = {
+    "window_s": 900,
+    "release": ["uptime", "resets", "heap", "errors", "faults", "queue"],
+}
+NO_POLICY = b"\x00" * 32  # the hash a fail-closed device names in its records (00000000)
+# A policy in force is a few KB at most; reading a larger file could exhaust the heap.
+MAX_BYTES = const(32768)
+
+
 class Policy:
-    def __init__(self, digest, name, streams, refused, budget_milli, exhaust, device_days):
+    def __init__(
+        self, digest, name, streams, refused, budget_milli, exhaust, device_days, closed=""
+    ):
         self.hash = digest
         self.hash4 = digest[:4]
         self.name = name
@@ -60,6 +75,13 @@ class Policy:
         self.budget_milli = budget_milli
         self.allow_exhaustion = exhaust
         self.device_days = device_days
+        # Non-empty (the reason) when the device fails closed: no people stream runs.
+        self.closed = closed
+
+
+def closed(reason, refused=None):
+    """The terms of a device whose policy does not load: health only, named 00000000."""
+    return Policy(NO_POLICY, "", {"health": FAILSAFE_HEALTH}, refused or {}, 0, False, 1, reason)
 
 
 # ---- canonical form: sorted keys, "," and ":", ASCII with \uXXXX escapes, decimal ints ----
@@ -382,8 +404,14 @@ def reasons(d):
 
 
 def load(path=PATH, log=print):
-    """The policy in force. Bad streams are refused (and said on the console); the rest run."""
+    """The policy in force. Bad streams are refused (and said on the console); the rest run.
+
+    A fault outside the streams fails closed (health only, one console line); a file that is
+    not a policy at all raises PolicyError (the caller fails closed with `closed`).
+    """
     try:
+        if os.stat(path)[6] > MAX_BYTES:
+            raise PolicyError("policy file is larger than %d bytes" % MAX_BYTES)
         with open(path) as f:
             d = json.load(f)
         unpair(d)
@@ -391,12 +419,17 @@ def load(path=PATH, log=print):
         raise PolicyError("no policy file")
     except ValueError:
         raise PolicyError("policy file is not JSON")
+    except (RuntimeError, MemoryError):
+        # JSON nested too deeply: RuntimeError on MicroPython, RecursionError (one) on CPython.
+        raise PolicyError("policy file is nested too deeply or too large")
     if not isinstance(d, dict) or not _isint(d.get("policy")) or d["policy"] != VERSION:
         raise PolicyError("not a version 1 policy")
     try:
         h = digest(d)
     except ValueError as e:
         raise PolicyError(str(e))
+    except (RuntimeError, MemoryError):
+        raise PolicyError("policy file is nested too deeply or too large")
     g, per = check(d)
     streams = {}
     refused = {}
@@ -410,13 +443,12 @@ def load(path=PATH, log=print):
             streams[name] = d["streams"][name]
     tag = h[:4].hex()
     if g:
-        log("policy %s: %s; every stream refused" % (tag, g[0]))
+        reason = "policy %s: %s" % (tag, g[0])
+        log(reason + "; " + CLOSED_SUFFIX)
+        return closed(reason, refused)
     for name in sorted(refused):
-        if not g:
-            log("policy %s: stream %s refused: %s" % (tag, name, refused[name]))
+        log("policy %s: stream %s refused: %s" % (tag, name, refused[name]))
     log("policy %s in force: %s" % (tag, " ".join(sorted(streams)) or "no streams"))
-    if g:
-        return Policy(h, "", streams, refused, 0, False, 1)
     bud = d["budget"]
     return Policy(
         h,

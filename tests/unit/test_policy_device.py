@@ -151,13 +151,15 @@ def test_device_and_host_give_the_same_reasons(tmp_path: Path, p: dict[str, Any]
             dev.load(str(f), log=lambda _: None)
         return
     got = dev.load(str(f), log=lambda _: None)
-    assert got.hash == host.policy_hash(p)
     streams = p["streams"] if isinstance(p.get("streams"), dict) else {}
     outside = [r for r in reasons if not r.startswith("streams.")]
     if outside:
-        # A fault outside the streams refuses every stream, with that reason.
-        assert got.streams == {} and got.refused == dict.fromkeys(streams, outside[0])
+        # A fault outside the streams refuses every stream, with that reason: fail closed.
+        assert got.streams == {"health": dev.FAILSAFE_HEALTH} and got.closed
+        assert got.refused == dict.fromkeys(streams, outside[0])
+        assert got.hash == dev.NO_POLICY
         return
+    assert got.hash == host.policy_hash(p) and not got.closed
     for name in streams:
         mine = [
             r
@@ -200,10 +202,15 @@ def test_a_fault_outside_the_streams_refuses_them_all(tmp_path: Path) -> None:
     f.write_text(json.dumps(p))
     lines: list[str] = []
     got = dev.load(str(f), log=lines.append)
-    assert got.streams == {} and set(got.refused) == set(p["streams"])
-    assert lines[0].endswith(
-        "retention.device_days: must be an integer from 1 to 365; every stream refused"
-    )
+    assert set(got.refused) == set(p["streams"])
+    # Fail closed: health only, on fixed terms, named "no policy" (00000000); one line.
+    assert got.streams == {"health": dev.FAILSAFE_HEALTH} and got.hash4 == bytes(4)
+    tag = host.policy_hash(p)[:4].hex()
+    assert lines == [
+        f"policy {tag}: retention.device_days: must be an integer from 1 to 365; failing "
+        "closed: nothing about people is collected or released, health only"
+    ]
+    assert got.closed == f"policy {tag}: retention.device_days: must be an integer from 1 to 365"
 
 
 @pytest.mark.parametrize(
@@ -215,6 +222,9 @@ def test_a_fault_outside_the_streams_refuses_them_all(tmp_path: Path) -> None:
         ('{"policy": 2}', "not a version 1 policy"),
         ('{"policy": true}', "not a version 1 policy"),
         ('{"policy": 1, "name": 1.5}', "policy holds a float"),
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
+        ('{"policy": 1, "x": ' + "[" * 3000 + "]" * 3000 + "}", "nested too deeply"),
+        ('{"policy": 1, "name": "' + "x" * 40000 + '"}', "larger than 32768 bytes"),
     ],
 )
 def test_not_a_policy_at_all(tmp_path: Path, text: str | None, message: str) -> None:
