@@ -363,11 +363,12 @@ class App:
                     self._emit(r)
         elif name == "ble" and self.presence is not None:
             ok = not self.faults & F_BLE_OFF
+            ones = self.presence.ones()  # the gate noises set bits, not the estimate
             n = self.presence.roll()
             if self.gate is None:
                 print("win %s ble distinct=%d%s" % (_stamp(start), n, "" if ok else " (off)"))
             else:
-                for r in self.gate.counts("ble", start, length, (n,), (5,), ok):
+                for r in self.gate.counts("ble", start, length, (ones,), (5,), ok):
                     self._emit(r)
         elif name == "health":
             self._health(start, length)

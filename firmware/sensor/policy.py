@@ -26,9 +26,9 @@ _RELEASE = {
 }
 _KEYS = {
     "env": ("window_s", "release", "resolution"),
-    "doorway": ("window_s", "release", "k", "noise"),
-    "motion": ("window_s", "release", "k", "noise"),
-    "ble": ("window_s", "release", "k", "noise", "rssi_floor", "sketch_bits"),
+    "doorway": ("window_s", "release", "k", "noise", "crossings_per_person"),
+    "motion": ("window_s", "release", "k", "noise", "events_per_person"),
+    "ble": ("window_s", "release", "k", "noise", "rssi_floor", "sketch_bits", "rotation_s"),
     "health": ("window_s", "release"),
 }
 _TOP = (
@@ -44,6 +44,9 @@ _TOP = (
     "policy_url",
 )
 CLOSED_SUFFIX = "failing closed: nothing about people is collected or released, health only"
+# The largest noise scale (bound / epsilon) the device draws: a draw takes about that many
+# random words, and each release draws once per count.
+MAX_SCALE = const(10000)
 # JSON's short escapes, as Python's json.dumps writes them.
 _SHORT = {8: b"\\b", 9: b"\\t", 10: b"\\n", 12: b"\\f", 13: b"\\r"}
 
@@ -285,6 +288,32 @@ def _release(errs, s, path, allowed):
         )
 
 
+def person_bound(name, s):
+    """The most one person adds to one window (as sensor.gate.bound), None if not valid."""
+    if name == "ble":
+        w = s.get("window_s")
+        r = s.get("rotation_s")
+        if not _isint(w) or not _isint(r) or r < 1:
+            return None
+        return -(-w // r) + 1
+    v = s.get("crossings_per_person" if name == "doorway" else "events_per_person")
+    return v if _isint(v) else None
+
+
+def planned(name, s):
+    """A people stream's planned daily spend per person (windows x epsilon), None if unknown."""
+    if not isinstance(s, dict) or name not in PEOPLE:
+        return None
+    n = s.get("noise")
+    if not isinstance(n, dict):
+        return None
+    w = s.get("window_s", 0)
+    e = n.get("epsilon_milli", 0)
+    if not _isint(w) or not _isint(e) or w < 60 or w > DAY_S or DAY_S % w or e < 1 or e > 10000:
+        return None
+    return DAY_S // w * e
+
+
 def check_stream(name, s, budget=None, exhaust=False):
     """Reasons to refuse stream `name` (empty: valid). budget: the daily cap, None if unknown."""
     path = "streams." + name
@@ -294,6 +323,7 @@ def check_stream(name, s, budget=None, exhaust=False):
         return [path + ": must be an object"]
     path += "."
     errs = []
+    b = None
     w = _int(errs, s, "window_s", path, 60, DAY_S)
     if w is not None and DAY_S % w:
         errs.append(path + "window_s: must divide 86400 (whole windows per day)")
@@ -321,25 +351,48 @@ def check_stream(name, s, budget=None, exhaust=False):
             _unknown(errs, n, ("mechanism", "epsilon_milli"), np_)
         if name == "ble":
             _int(errs, s, "rssi_floor", path, -120, 0)
-            b = _int(errs, s, "sketch_bits", path, 256, 65536)
-            if b is not None and b & (b - 1):
+            bits = _int(errs, s, "sketch_bits", path, 256, 65536)
+            if bits is not None and bits & (bits - 1):
                 errs.append(path + "sketch_bits: must be a power of two from 256 to 65536")
-        if w is not None and eps is not None and budget is not None:
-            per_day = DAY_S // w
-            spend = per_day * eps
-            if eps > budget:
-                errs.append(
-                    "%snoise.epsilon_milli: %d exceeds budget.epsilon_milli_per_day %d"
-                    % (path, eps, budget)
-                )
-            elif spend > budget and not exhaust:
-                errs.append(
-                    "%snoise.epsilon_milli: %d windows a day x %d = %d exceeds "
-                    "budget.epsilon_milli_per_day %d (or set budget.allow_exhaustion)"
-                    % (path, per_day, eps, spend, budget)
-                )
+            if _int(errs, s, "rotation_s", path, 10, DAY_S) is not None and w is not None:
+                b = person_bound(name, s)
+        elif name == "doorway":
+            b = _int(errs, s, "crossings_per_person", path, 1, 1000)
+        else:
+            b = _int(errs, s, "events_per_person", path, 1, 1000)
+        if eps is not None and budget is not None and eps > budget:
+            errs.append(
+                "%snoise.epsilon_milli: %d exceeds budget.epsilon_milli_per_day %d"
+                % (path, eps, budget)
+            )
+        if eps is not None and b is not None and b * 1000 > eps * MAX_SCALE:
+            errs.append(
+                "%snoise.epsilon_milli: one person's bound %d at epsilon %d/1000 needs noise "
+                "of scale %d, over the device's limit of %d"
+                % (path, b, eps, b * 1000 // eps, MAX_SCALE)
+            )
     _unknown(errs, s, _KEYS[name], path)
     return errs
+
+
+def _check_budget(errs, st, budget, exhaust):
+    # One daily budget per person across all people streams (sequential composition).
+    if budget is None or exhaust:
+        return
+    parts = []
+    total = 0
+    for name in PEOPLE:
+        if name in st:
+            p = planned(name, st[name])
+            if p is not None:
+                total += p
+                parts.append("%s %d" % (name, p))
+    if total > budget:
+        errs.append(
+            "budget.epsilon_milli_per_day: the people streams plan %d a day per person (%s), "
+            "over the budget %d (or set budget.allow_exhaustion)"
+            % (total, " + ".join(parts), budget)
+        )
 
 
 def _check(d):
@@ -382,6 +435,8 @@ def _check(d):
         for name in st:
             per[name] = check_stream(name, st[name], budget, exhaust)
     tail = []
+    if st is not None:
+        _check_budget(tail, st, budget, exhaust)
     _url(tail, d, "policy_url", "")
     _unknown(tail, d, _TOP, "")
     return g, per, tail

@@ -64,7 +64,14 @@ def valid_policies(draw: st.DrawFn) -> dict[str, Any]:
         s["release"] = draw(st.lists(st.sampled_from(host.RELEASE[name]), min_size=1, unique=True))
         if "k" in s:
             s["k"] = draw(st.integers(2, 1000))
-            s["noise"]["epsilon_milli"] = draw(st.integers(1, 69))  # 1440 windows x 69 fits
+            # 3 streams x 1440 windows x 23 fit the budget; the bounds keep the noise scale
+            # (bound / epsilon) within the device's limit.
+            s["noise"]["epsilon_milli"] = draw(st.integers(20, 23))
+            if name == "ble":
+                s["rotation_s"] = draw(st.integers(max(10, s["window_s"] // 100), 86400))
+            else:
+                key = "crossings_per_person" if name == "doorway" else "events_per_person"
+                s[key] = draw(st.integers(1, 100))
         streams[name] = s
     p["streams"] = streams
     assert host.validate(p) == [], host.validate(p)
@@ -175,7 +182,7 @@ def test_device_and_host_give_the_same_reasons(tmp_path: Path, p: dict[str, Any]
 def test_a_bad_stream_is_refused_and_the_rest_keep_running(tmp_path: Path) -> None:
     p = copy.deepcopy(DEFAULT)
     p["streams"]["ble"]["k"] = 1
-    p["streams"]["doorway"]["noise"]["epsilon_milli"] = 200
+    p["streams"]["doorway"]["crossings_per_person"] = 0
     f = tmp_path / "policy.json"
     f.write_text(json.dumps(p))
     lines: list[str] = []
@@ -183,8 +190,7 @@ def test_a_bad_stream_is_refused_and_the_rest_keep_running(tmp_path: Path) -> No
     assert sorted(got.streams) == ["env", "health", "motion"]
     assert got.refused == {
         "ble": "streams.ble.k: must be an integer from 2 to 1000",
-        "doorway": "streams.doorway.noise.epsilon_milli: 24 windows a day x 200 = 4800 exceeds "
-        "budget.epsilon_milli_per_day 2400 (or set budget.allow_exhaustion)",
+        "doorway": "streams.doorway.crossings_per_person: must be an integer from 1 to 1000",
     }
     tag = got.hash4.hex()
     assert lines == [
@@ -193,6 +199,36 @@ def test_a_bad_stream_is_refused_and_the_rest_keep_running(tmp_path: Path) -> No
         f"policy {tag} in force: env health motion",
     ]
     assert got.hash == host.policy_hash(p)  # the record still names the file in force
+
+
+def test_a_plan_over_the_per_person_budget_fails_closed(tmp_path: Path) -> None:
+    # One budget per person for all people streams: their sum is what a person may spend.
+    p = copy.deepcopy(DEFAULT)
+    p["streams"]["doorway"]["noise"]["epsilon_milli"] = 26
+    f = tmp_path / "policy.json"
+    f.write_text(json.dumps(p))
+    lines: list[str] = []
+    got = dev.load(str(f), log=lines.append)
+    assert got.closed and got.streams == {"health": dev.FAILSAFE_HEALTH}
+    assert (
+        "the people streams plan 2424 a day per person (doorway 624 + motion 600 + ble 1200)"
+        in lines[0]
+    )
+    p["budget"]["allow_exhaustion"] = True  # then the ledger stops releases when it is spent
+    f.write_text(json.dumps(p))
+    assert not dev.load(str(f), log=lines.append).closed
+
+
+def test_the_device_bound_is_the_hosts() -> None:
+    from sensor import gate
+
+    for name in dev.PEOPLE:
+        s = DEFAULT["streams"][name]
+        assert gate.bound(name, s) == dev.person_bound(name, s) == host.person_bound(name, s)
+    for w in (60, 900, 3600, 7200, 86400):
+        for r in (10, 150, 599, 3600, 86400):
+            s = {"window_s": w, "rotation_s": r}
+            assert gate.bound("ble", s) == host.person_bound("ble", s) == -(-w // r) + 1
 
 
 def test_a_fault_outside_the_streams_refuses_them_all(tmp_path: Path) -> None:
