@@ -149,3 +149,59 @@ def test_the_fixtures_differ_from_the_firmware_only_where_they_say() -> None:
     assert "sensor.gate_true_k" not in sys.modules  # built from source, never importable
     src = FIRMWARE_GATE.read_text()
     assert "if noisy < k:" in src and "values[i] < k" not in src
+
+
+def test_a_phone_rotating_every_150_s_all_day_stays_within_the_stated_daily_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The default policy, a phone in range all day changing its address every 2.5 minutes
+    # (the fastest rotation seen in the audit of issue 13), plus the same person crossing the
+    # door and setting off the PIR as often as the policy's bounds allow, every hour.
+    import math
+
+    from atsource import policy as host
+    from sensor.presence import Presence
+
+    pol = host.load_policy(host.DEFAULT)
+    st = pol["streams"]
+
+    class P:
+        streams = st
+        hash4 = bytes(4)
+        budget_milli = pol["budget"]["epsilon_milli_per_day"]
+
+    g = gate.Gate(P(), Rng(b"d" * 32), Ledger())
+
+    def loss(name: str, contribution: int) -> float:
+        # The geometric mechanism's privacy loss for a change of `contribution` units.
+        return contribution * math.log(2**32 / g._alpha[name])
+
+    # Both sketches of a window must share its secret: the generator's urandom part is fixed.
+    monkeypatch.setattr(os, "urandom", lambda n: bytes(n))
+    r = random.Random(7)
+    worst = 0.0
+    most = 0
+    for phase in (0, 1, 75, 149, r.randrange(150)):
+        day = 0.0
+        for h in range(24):
+            start, end = 3600 * h, 3600 * (h + 1)
+            addrs = {(t - phase) // 150 for t in range(start, end)}  # one address per period
+            crowd = [r.randbytes(6) for _ in range(100)]
+            with_phone, without = Presence(Rng(b"w" * 32)), Presence(Rng(b"w" * 32))
+            for a in crowd:
+                for p in (with_phone, without):
+                    p.on_advert(1, a, -60, b"")
+            for a in addrs:
+                with_phone.on_advert(1, (a + 1000).to_bytes(6, "big"), -60, b"")
+            extra_bits = with_phone.ones() - without.ones()
+            assert extra_bits <= len(addrs) <= gate.bound("ble", st["ble"]) == 25
+            most = max(most, len(addrs))
+            day += loss("ble", extra_bits)
+            day += loss("doorway", st["doorway"]["crossings_per_person"])
+            day += loss("motion", st["motion"]["events_per_person"])
+        worst = max(worst, day)
+    stated = host.daily_per_person(pol) / 1000
+    assert f"at most epsilon = {stated:g} a day" in host.per_person_text(pol)
+    assert worst <= stated * 1.0001, (worst, stated)  # alpha32 rounds exp(-eps/bound)
+    assert worst > 0.9 * stated  # the phone did spend nearly all of it
+    assert stated == 2.4 and most == 25  # the bound is reached: it is tight
