@@ -22,7 +22,7 @@ import qrcode.constants
 from PIL import Image, ImageDraw, ImageFont
 
 from .errors import UserError
-from .policy import DAY_S, canonical, policy_hash
+from .policy import DAY_S, canonical, daily_per_person, per_person_text, person_bound, policy_hash
 
 W, H = 1240, 1754  # A4 portrait at 150 dpi
 PNG_SCALE = 2  # the PNG is drawn at 300 dpi, for print
@@ -113,7 +113,13 @@ def leaves_list(policy: dict[str, Any]) -> list[str]:
     for (window, k), nouns in groups.items():
         out.append(
             f"{window_phrase(window).capitalize()}: totals of {_join(nouns)}, blurred with random "
-            f"noise. Fewer than {k} is sent as “fewer than {k}”."
+            f"noise. A blurred total under {k} is sent as “fewer than {k}”."
+        )
+    if groups:
+        out.append(
+            "You change these totals by at most "
+            f"ε{NBSP}={NBSP}{daily_per_person(policy) / 1000:g} a day, all together "
+            "(differential privacy)."
         )
     if "health" in st:
         out.append("Sensor status (running time, errors, faults): nothing about people.")
@@ -656,7 +662,9 @@ def _stream_rows(policy: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             prot.append(f"counts under {s['k']} withheld")
         if "noise" in s:
             prot.append(
-                f"two-sided geometric noise, ε = {s['noise']['epsilon_milli'] / 1000:g} per window"
+                f"one person adds at most {person_bound(key, s)} to a window; two-sided "
+                f"geometric noise scaled to that, ε = {s['noise']['epsilon_milli'] / 1000:g} "
+                "per person per window"
             )
         if key == "env":
             r = s["resolution"]
@@ -696,6 +704,11 @@ def to_html(
     never = "".join(f"<li>{e(x)}</li>" for x in never_list(policy))
     opt = optout_line(policy)
     spend = policy["budget"]["epsilon_milli_per_day"] / 1000
+    person = (
+        f"<p>{e(per_person_text(policy, 'ε'))}</p>"
+        if any(k in policy["streams"] for k in ("doorway", "motion", "ble"))
+        else ""
+    )
     where = ", ".join(x for x in (site and f"site {site}", device and f"sensor {device}") if x)
     op_url = f'<br><a href="{e(op["url"])}">{e(op["url"])}</a>' if "url" in op else ""
     pretty = json.dumps(json.loads(canonical(policy)), indent=2, ensure_ascii=False)
@@ -737,7 +750,8 @@ Published locations are rounded to {policy["location"]["coarsen_m"]} m.</p>
 <tr><th>Stream</th><th>Window</th><th>Released</th><th>Protection</th></tr>
 {rows}
 </table>
-<p>Privacy budget: each people-counting stream spends at most ε = {spend:g} a day; when it is
+{person}
+<p>Privacy budget: ε = {spend:g} per person a day, shared by all people counts; when it is
 spent, the sensor sends “budget exhausted” instead of a count until the next day.</p>
 
 <h2>The policy and its ID</h2>
