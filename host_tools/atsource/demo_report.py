@@ -159,8 +159,9 @@ common encodings (hex, base64, reversed, truncated SHA-256 and HMAC under a zero
 <h2>Temperature</h2><img src="{_img(temp)}">
 <h2>People, as released by the privacy gate</h2>
 <p>Grey bars: what really happened (ground truth). Blue dots: the released, noised count
-(two-sided geometric noise, epsilon 0.1 per release). Red crosses: windows withheld because
-the count was below k = 10.</p>
+(two-sided geometric noise scaled to the most one person can add to a window, so that one
+person changes all counts together by at most the policy's per-person epsilon a day: see
+docs/privacy.md). Red crosses: windows withheld because the noised count was below k.</p>
 <img src="{_img(people)}">
 <h2>Citizen notices</h2>{"".join(notices)}
 </body></html>"""
