@@ -73,8 +73,9 @@ def bound(name, s):
 
 
 class Ledger:
-    # Epsilon spent per stream on the current UTC day, in thousandths. Written (durably, by
-    # rename) BEFORE the release it pays for: a crash can waste budget, never overspend it.
+    # Epsilon spent per person on the current UTC day, in thousandths: one account for all
+    # people streams (each stream's share kept). Written (durably, by rename) BEFORE the
+    # release it pays for: a crash can waste budget, never overspend it.
     def __init__(self, path=LEDGER):
         self.path = path
         self.day = -1
