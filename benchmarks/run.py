@@ -21,6 +21,7 @@ from atsource.boards import board_names, load_board
 from atsource.emulator.api import make_world, prepare_flash
 from atsource.emulator.engine import EmulatedBoard
 
+from benchmarks.accuracy import people_accuracy
 from benchmarks.host_tools import deploy_times, provision_times
 from benchmarks.receiver import receiver_throughput
 from benchmarks.uplink import counter_writes, device_sealing
@@ -147,6 +148,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "receiver_throughput": receiver_throughput,
     "deploy_times": deploy_times,
     "provision_times": provision_times,
+    "people_accuracy": people_accuracy,
 }
 
 

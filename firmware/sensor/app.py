@@ -5,12 +5,14 @@
 # policy) -> sealer/uplink (COSE, counter, outbox, transport). This file only wires them.
 #
 # Two modes:
-# - provisioned (/identity.json present): each closed window goes through the privacy gate;
-#   the records it releases are sealed into the outbox, and the console shows exactly those
-#   records, nothing more;
-# - bench (not provisioned): nothing leaves the device; the console shows the raw window
+# - provisioned (/identity.json or /policy.json present): each closed window goes through the
+#   privacy gate; the records it releases are sealed into the outbox, and the console shows
+#   exactly those records, nothing more. A policy (or identity) that does not load fails
+#   closed: no people stream runs, health only, one console line with the reason;
+# - bench (never provisioned): nothing leaves the device; the console shows the raw window
 #   aggregates (counts, never identifiers) for the engineer at the bench and for tests.
 import gc
+import os
 import sys
 
 from sensor import hal, window
@@ -66,12 +68,10 @@ class App:
             self.wdt, self.wdt_ms = self.board.watchdog(wd)
         self.faults = 0
         self.errors = 0
-        self.ident = _load_identity()
-        pol = None
-        if self.ident is not None:
-            pol = _load_policy()
-            if pol is None or pol.refused:
-                self.faults |= F_POLICY
+        self.ident, damaged = _load_identity()
+        pol = _load_policy(self.ident is not None, damaged)
+        if pol is not None and (pol.closed or pol.refused):
+            self.faults |= F_POLICY
         seed = self.ident.seed if self.ident is not None else hal.urandom(32)
         self.rng = Rng(seed)
         self.gate = None
@@ -80,7 +80,8 @@ class App:
             from sensor import gate
 
             self.gate = gate.Gate(pol, self.rng, gate.Ledger())
-            self.uplink = self._make_uplink()
+            if self.ident is not None:
+                self.uplink = self._make_uplink()
         pol = None
         # Modules needed only at boot are dropped: code loaded from flash lives in RAM.
         _drop("config", "identity", "policy")
@@ -362,11 +363,12 @@ class App:
                     self._emit(r)
         elif name == "ble" and self.presence is not None:
             ok = not self.faults & F_BLE_OFF
+            ones = self.presence.ones()  # the gate noises set bits, not the estimate
             n = self.presence.roll()
             if self.gate is None:
                 print("win %s ble distinct=%d%s" % (_stamp(start), n, "" if ok else " (off)"))
             else:
-                for r in self.gate.counts("ble", start, length, (n,), (5,), ok):
+                for r in self.gate.counts("ble", start, length, (ones,), (5,), ok):
                     self._emit(r)
         elif name == "health":
             self._health(start, length)
@@ -455,23 +457,39 @@ def _load_config():
 
 
 def _load_identity():
+    """(identity or None, damaged): a damaged identity file still means provisioned."""
     from sensor import identity
 
     try:
-        return identity.load()
-    except ValueError as e:
-        print("identity: %s; running as a bench device" % e.args[0])
-        return None
+        return identity.load(), False
+    except ValueError:
+        return None, True
 
 
-def _load_policy():
+def _load_policy(ident, damaged):
+    """The policy in force; None only on a board never provisioned (bench mode).
+
+    Once an identity or a policy file exists, whatever fails to load fails closed (health
+    only, one console line), never open: no bench output on a provisioned board.
+    """
     from sensor import policy
 
-    try:
-        return policy.load()  # says on the console which streams it refuses
-    except policy.PolicyError as e:
-        print("policy: %s: nothing will be released" % e.args[0])
-        return None
+    if not ident and not damaged:
+        try:
+            os.stat(policy.PATH)
+        except OSError:
+            return None
+    if damaged:
+        reason = "identity: identity file damaged"
+    else:
+        try:
+            return policy.load()  # says on the console which streams it refuses
+        except policy.PolicyError as e:
+            reason = "policy: " + e.args[0]
+        except Exception as e:  # a hostile file must not crash the board into a boot loop
+            reason = "policy: cannot be read (%s)" % type(e).__name__
+    print(reason + "; " + policy.CLOSED_SUFFIX)
+    return policy.closed(reason)
 
 
 _NAMES = {1: "env", 2: "door_in", 3: "door_out", 4: "motion", 5: "ble", 6: "health"}

@@ -25,7 +25,9 @@ def _diff(a, b):
 
 
 class LineCounter:
-    def __init__(self, body_milli=4000, gap_milli=3000, debounce_us=20000, stop_us=1500000):
+    def __init__(
+        self, body_milli=4000, gap_milli=3000, debounce_us=20000, stop_us=1500000, min_lag_us=40000
+    ):
         # body_milli: one body's dark time in units of the beam-to-beam lag, in thousandths
         # (body depth / beam spacing: about 0.35-0.5 m / 0.10 m); gap_milli: the extra dark time
         # a close follower adds, in the same units (0.1-0.5 s behind at walking speed). The
@@ -34,6 +36,11 @@ class LineCounter:
         self.gap_milli = gap_milli
         self.debounce_us = debounce_us
         self.stop_us = stop_us
+        # The shortest beam-to-beam lag one walker makes (10 cm at 2.5 m/s); lags are floored
+        # there. A shorter one is two people entering from both sides at once, not a speed:
+        # trusting it turned one dark interval into dozens of people (+93 in one plaza
+        # episode, issue 13).
+        self.min_lag_us = min_lag_us
         self.went_in = 0
         self.went_out = 0
         self.episodes = 0
@@ -116,8 +123,8 @@ class LineCounter:
         lag = _diff(self._first_t[1], self._first_t[0])
         if lag < 0:
             lag = -lag
-        if lag == 0:
-            return 1
+        if lag < self.min_lag_us:
+            lag = self.min_lag_us
         extra = (d * 1000 - lag * self.body_milli) // lag  # thousandths of a lag
         if extra <= 0:
             return 1

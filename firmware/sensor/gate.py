@@ -2,15 +2,19 @@
 # into a record carrying only what the policy allows (docs/privacy.md):
 # - time coarsened to the window (start and length only);
 # - environmental values rounded to the policy's resolution, only the aggregates it releases;
-# - counts: withheld below k (status "below k", never the value), otherwise released with
-#   two-sided geometric noise of the policy's epsilon; each release spends epsilon from a daily
-#   ledger kept on flash, and a stream whose budget is spent sends "budget exhausted" instead.
+# - counts: two-sided geometric noise scaled to the most one person can add to a window (the
+#   stream's contribution bound, from the policy), so each window's release is epsilon-DP per
+#   person; then withheld when the NOISED value is below k (status "below k"): post-processing,
+#   never a look at the true count. Each release spends epsilon from one daily per-person
+#   ledger shared by all people streams, kept on flash; once spent: "budget exhausted".
 # Every record names the policy hash. Records are dicts; the app encodes them (sensor.cbor).
 import json
 import math
 import os
 
 from micropython import const
+
+from sensor.presence import linear_count
 
 S_ENV = const(1)
 S_DOOR_IN = const(2)
@@ -50,9 +54,28 @@ def alpha32(epsilon_milli, sensitivity=1):
     return int(a * 4294967296) if a < 1 else 4294967295
 
 
+def bound(name, s):
+    """The most one person can add to one window of stream s (its L1 sensitivity).
+
+    None of the three can tell whose event it is, so nothing can be clamped per person: the
+    bound is the policy's assumption and the noise is scaled to it. ble: a phone rotating its
+    address every rotation_s seconds shows at most ceil(window / rotation) + 1 addresses in a
+    window (each sets at most one sketch bit); doorway: crossings, in and out together (the
+    pair is one release); motion: PIR events. Same formula as host_tools/atsource/policy.py.
+    """
+    if name == "ble":
+        return -(-s["window_s"] // s["rotation_s"]) + 1
+    if name == "doorway":
+        return s["crossings_per_person"]
+    if name == "motion":
+        return s["events_per_person"]
+    return 1
+
+
 class Ledger:
-    # Epsilon spent per stream on the current UTC day, in thousandths. Written (durably, by
-    # rename) BEFORE the release it pays for: a crash can waste budget, never overspend it.
+    # Epsilon spent per person on the current UTC day, in thousandths: one account for all
+    # people streams (each stream's share kept). Written (durably, by rename) BEFORE the
+    # release it pays for: a crash can waste budget, never overspend it.
     def __init__(self, path=LEDGER):
         self.path = path
         self.day = -1
@@ -74,14 +97,20 @@ class Ledger:
         self.writes += 1
 
     def spend(self, stream, day, cost, budget):
-        """True if cost fits today's budget for the stream (and is now recorded)."""
+        """True if cost fits today's per-person budget (and is now recorded).
+
+        One budget for all people streams: a person seen by several of them spends on each
+        (sequential composition). spent keeps the share of each stream, for the record.
+        """
         if day != self.day:
             self.day = day
             self.spent = {}
-        used = self.spent.get(stream, 0)
+        used = 0
+        for v in self.spent.values():
+            used += v
         if used + cost > budget:
             return False
-        self.spent[stream] = used + cost
+        self.spent[stream] = self.spent.get(stream, 0) + cost
         self._save()
         return True
 
@@ -96,13 +125,17 @@ class Gate:
         self.rng = rng
         self.ledger = ledger
         self._alpha = {}
+        self._cap = {}
         for name, s in policy.streams.items():
             n = s.get("noise")
             if n:
-                # Doorway in and out are released together; one person can cross both ways
-                # in a window, so each half gets epsilon/2 and the pair costs epsilon.
-                sens = 2 if name == "doorway" else 1
-                self._alpha[name] = alpha32(n["epsilon_milli"], sens)
+                # Noise of scale bound / epsilon on each released count (doorway in and out:
+                # the pair's L1 sensitivity is the bound, so each half gets the same scale and
+                # the pair costs epsilon once).
+                b = bound(name, s)
+                self._alpha[name] = alpha32(n["epsilon_milli"], b)
+                # Draws stop at 40 scales: a tail of exp(-40), far below any audit.
+                self._cap[name] = 40 * b * 1000 // n["epsilon_milli"] + 100
 
     def allows(self, stream):
         return stream in self.streams
@@ -147,7 +180,10 @@ class Gate:
     def counts(self, stream, start, length, values, ids, available=True):
         """Records for a people stream: values (true counts) -> list of records, one per id.
 
-        Withheld below k, noised otherwise; one ledger spend covers the whole release.
+        Noised, then withheld when the noised value is below k; one ledger spend covers the
+        whole release. For ble, values hold the number of set sketch bits (each address sets
+        at most one, so one person changes it by at most the bound); the noised bit count is
+        turned into a distinct-address estimate afterwards (post-processing).
         """
         s = self.streams.get(stream)
         if s is None:
@@ -168,12 +204,16 @@ class Gate:
             return out
         k = s.get("k", 0)
         a = self._alpha.get(stream)
+        cap = self._cap.get(stream, 0)
+        m = s.get("sketch_bits", 0) if stream == "ble" else 0
         for i in range(len(out)):
             r = out[i]
-            v = values[i]
-            noisy = v + self.rng.geometric2(a) if a else v
-            # Below k, judged on the true count and on the noisy one: the value is never sent.
-            if v < k or noisy < k:
+            noisy = values[i] + self.rng.geometric2(a, cap) if a else values[i]
+            if m:
+                noisy = linear_count(m - min(max(noisy, 0), m - 1), m)
+            # Decided on the noised value only (never the true count), so "below k" is
+            # post-processing of a differentially private value and leaks nothing more.
+            if noisy < k:
                 r[16] = BELOW_K
             else:
                 r[6] = noisy

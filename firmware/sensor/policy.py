@@ -6,6 +6,7 @@
 # budget, operator or retention the streams would run under is not known.
 import hashlib
 import json
+import os
 
 from micropython import const
 
@@ -25,9 +26,9 @@ _RELEASE = {
 }
 _KEYS = {
     "env": ("window_s", "release", "resolution"),
-    "doorway": ("window_s", "release", "k", "noise"),
-    "motion": ("window_s", "release", "k", "noise"),
-    "ble": ("window_s", "release", "k", "noise", "rssi_floor", "sketch_bits"),
+    "doorway": ("window_s", "release", "k", "noise", "crossings_per_person"),
+    "motion": ("window_s", "release", "k", "noise", "events_per_person"),
+    "ble": ("window_s", "release", "k", "noise", "rssi_floor", "sketch_bits", "rotation_s"),
     "health": ("window_s", "release"),
 }
 _TOP = (
@@ -49,6 +50,10 @@ _TOP = (
 # Optional notice fields (docs/privacy.md): rights a person may exercise, by name.
 RIGHTS = ("access", "rectification", "erasure", "restriction", "object", "complaint")
 _DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+CLOSED_SUFFIX = "failing closed: nothing about people is collected or released, health only"
+# The largest noise scale (bound / epsilon) the device draws: a draw takes about that many
+# random words, and each release draws once per count.
+MAX_SCALE = const(10000)
 # JSON's short escapes, as Python's json.dumps writes them.
 _SHORT = {8: b"\\b", 9: b"\\t", 10: b"\\n", 12: b"\\f", 13: b"\\r"}
 
@@ -57,8 +62,21 @@ class PolicyError(Exception):
     """The file is not a version 1 policy at all (missing, not JSON, a float, wrong version)."""
 
 
+# What a provisioned device whose policy does not load still runs: health only (uptime, resets,
+# faults... nothing about people), so the operator can see the fault and fix the file.
+FAILSAFE_HEALTH = {
+    "window_s": 900,
+    "release": ["uptime", "resets", "heap", "errors", "faults", "queue"],
+}
+NO_POLICY = b"\x00" * 32  # the hash a fail-closed device names in its records (00000000)
+# A policy in force is a few KB at most; reading a larger file could exhaust the heap.
+MAX_BYTES = const(32768)
+
+
 class Policy:
-    def __init__(self, digest, name, streams, refused, budget_milli, exhaust, device_days):
+    def __init__(
+        self, digest, name, streams, refused, budget_milli, exhaust, device_days, closed=""
+    ):
         self.hash = digest
         self.hash4 = digest[:4]
         self.name = name
@@ -67,6 +85,13 @@ class Policy:
         self.budget_milli = budget_milli
         self.allow_exhaustion = exhaust
         self.device_days = device_days
+        # Non-empty (the reason) when the device fails closed: no people stream runs.
+        self.closed = closed
+
+
+def closed(reason, refused=None):
+    """The terms of a device whose policy does not load: health only, named 00000000."""
+    return Policy(NO_POLICY, "", {"health": FAILSAFE_HEALTH}, refused or {}, 0, False, 1, reason)
 
 
 # ---- canonical form: sorted keys, "," and ":", ASCII with \uXXXX escapes, decimal ints ----
@@ -270,6 +295,32 @@ def _release(errs, s, path, allowed):
         )
 
 
+def person_bound(name, s):
+    """The most one person adds to one window (as sensor.gate.bound), None if not valid."""
+    if name == "ble":
+        w = s.get("window_s")
+        r = s.get("rotation_s")
+        if not _isint(w) or not _isint(r) or r < 1:
+            return None
+        return -(-w // r) + 1
+    v = s.get("crossings_per_person" if name == "doorway" else "events_per_person")
+    return v if _isint(v) else None
+
+
+def planned(name, s):
+    """A people stream's planned daily spend per person (windows x epsilon), None if unknown."""
+    if not isinstance(s, dict) or name not in PEOPLE:
+        return None
+    n = s.get("noise")
+    if not isinstance(n, dict):
+        return None
+    w = s.get("window_s", 0)
+    e = n.get("epsilon_milli", 0)
+    if not _isint(w) or not _isint(e) or w < 60 or w > DAY_S or DAY_S % w or e < 1 or e > 10000:
+        return None
+    return DAY_S // w * e
+
+
 def check_stream(name, s, budget=None, exhaust=False):
     """Reasons to refuse stream `name` (empty: valid). budget: the daily cap, None if unknown."""
     path = "streams." + name
@@ -279,6 +330,7 @@ def check_stream(name, s, budget=None, exhaust=False):
         return [path + ": must be an object"]
     path += "."
     errs = []
+    b = None
     w = _int(errs, s, "window_s", path, 60, DAY_S)
     if w is not None and DAY_S % w:
         errs.append(path + "window_s: must divide 86400 (whole windows per day)")
@@ -306,25 +358,48 @@ def check_stream(name, s, budget=None, exhaust=False):
             _unknown(errs, n, ("mechanism", "epsilon_milli"), np_)
         if name == "ble":
             _int(errs, s, "rssi_floor", path, -120, 0)
-            b = _int(errs, s, "sketch_bits", path, 256, 65536)
-            if b is not None and b & (b - 1):
+            bits = _int(errs, s, "sketch_bits", path, 256, 65536)
+            if bits is not None and bits & (bits - 1):
                 errs.append(path + "sketch_bits: must be a power of two from 256 to 65536")
-        if w is not None and eps is not None and budget is not None:
-            per_day = DAY_S // w
-            spend = per_day * eps
-            if eps > budget:
-                errs.append(
-                    "%snoise.epsilon_milli: %d exceeds budget.epsilon_milli_per_day %d"
-                    % (path, eps, budget)
-                )
-            elif spend > budget and not exhaust:
-                errs.append(
-                    "%snoise.epsilon_milli: %d windows a day x %d = %d exceeds "
-                    "budget.epsilon_milli_per_day %d (or set budget.allow_exhaustion)"
-                    % (path, per_day, eps, spend, budget)
-                )
+            if _int(errs, s, "rotation_s", path, 10, DAY_S) is not None and w is not None:
+                b = person_bound(name, s)
+        elif name == "doorway":
+            b = _int(errs, s, "crossings_per_person", path, 1, 1000)
+        else:
+            b = _int(errs, s, "events_per_person", path, 1, 1000)
+        if eps is not None and budget is not None and eps > budget:
+            errs.append(
+                "%snoise.epsilon_milli: %d exceeds budget.epsilon_milli_per_day %d"
+                % (path, eps, budget)
+            )
+        if eps is not None and b is not None and b * 1000 > eps * MAX_SCALE:
+            errs.append(
+                "%snoise.epsilon_milli: one person's bound %d at epsilon %d/1000 needs noise "
+                "of scale %d, over the device's limit of %d"
+                % (path, b, eps, b * 1000 // eps, MAX_SCALE)
+            )
     _unknown(errs, s, _KEYS[name], path)
     return errs
+
+
+def _check_budget(errs, st, budget, exhaust):
+    # One daily budget per person across all people streams (sequential composition).
+    if budget is None or exhaust:
+        return
+    parts = []
+    total = 0
+    for name in PEOPLE:
+        if name in st:
+            p = planned(name, st[name])
+            if p is not None:
+                total += p
+                parts.append("%s %d" % (name, p))
+    if total > budget:
+        errs.append(
+            "budget.epsilon_milli_per_day: the people streams plan %d a day per person (%s), "
+            "over the budget %d (or set budget.allow_exhaustion)"
+            % (total, " + ".join(parts), budget)
+        )
 
 
 def _check(d):
@@ -367,6 +442,8 @@ def _check(d):
         for name in st:
             per[name] = check_stream(name, st[name], budget, exhaust)
     tail = []
+    if st is not None:
+        _check_budget(tail, st, budget, exhaust)
     _notice_fields(tail, d)
     _url(tail, d, "policy_url", "")
     _unknown(tail, d, _TOP, "")
@@ -436,8 +513,14 @@ def reasons(d):
 
 
 def load(path=PATH, log=print):
-    """The policy in force. Bad streams are refused (and said on the console); the rest run."""
+    """The policy in force. Bad streams are refused (and said on the console); the rest run.
+
+    A fault outside the streams fails closed (health only, one console line); a file that is
+    not a policy at all raises PolicyError (the caller fails closed with `closed`).
+    """
     try:
+        if os.stat(path)[6] > MAX_BYTES:
+            raise PolicyError("policy file is larger than %d bytes" % MAX_BYTES)
         with open(path) as f:
             d = json.load(f)
         unpair(d)
@@ -445,12 +528,17 @@ def load(path=PATH, log=print):
         raise PolicyError("no policy file")
     except ValueError:
         raise PolicyError("policy file is not JSON")
+    except (RuntimeError, MemoryError):
+        # JSON nested too deeply: RuntimeError on MicroPython, RecursionError (one) on CPython.
+        raise PolicyError("policy file is nested too deeply or too large")
     if not isinstance(d, dict) or not _isint(d.get("policy")) or d["policy"] != VERSION:
         raise PolicyError("not a version 1 policy")
     try:
         h = digest(d)
     except ValueError as e:
         raise PolicyError(str(e))
+    except (RuntimeError, MemoryError):
+        raise PolicyError("policy file is nested too deeply or too large")
     g, per = check(d)
     streams = {}
     refused = {}
@@ -464,13 +552,12 @@ def load(path=PATH, log=print):
             streams[name] = d["streams"][name]
     tag = h[:4].hex()
     if g:
-        log("policy %s: %s; every stream refused" % (tag, g[0]))
+        reason = "policy %s: %s" % (tag, g[0])
+        log(reason + "; " + CLOSED_SUFFIX)
+        return closed(reason, refused)
     for name in sorted(refused):
-        if not g:
-            log("policy %s: stream %s refused: %s" % (tag, name, refused[name]))
+        log("policy %s: stream %s refused: %s" % (tag, name, refused[name]))
     log("policy %s in force: %s" % (tag, " ".join(sorted(streams)) or "no streams"))
-    if g:
-        return Policy(h, "", streams, refused, 0, False, 1)
     bud = d["budget"]
     return Policy(
         h,

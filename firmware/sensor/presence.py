@@ -45,6 +45,13 @@ def opted_out(adv):
     return False
 
 
+def linear_count(zeros, m):
+    """Distinct items from the zero bits of an m-bit linear-counting sketch: -m ln(zeros / m)."""
+    if zeros < 1:
+        zeros = 1  # saturated: report the largest estimate the sketch can give
+    return int(-m * math.log(zeros / m) + 0.5)
+
+
 class Presence:
     def __init__(self, rng, bits=8192, rssi_floor=-90):
         if bits < 64 or bits & (bits - 1):
@@ -74,18 +81,19 @@ class Presence:
         self.map[i >> 3] |= 1 << (i & 7)
         self.heard += 1
 
-    def estimate(self):
-        """Linear-counting estimate of distinct addresses: -m ln(zero bits / m)."""
+    def ones(self):
+        """Bits set in the sketch: each address sets at most one (what the gate noises)."""
         zeros = 0
         for b in self.map:
             if b != 0xFF:
                 for k in range(8):
                     if not (b >> k) & 1:
                         zeros += 1
-        m = self.bits
-        if zeros == 0:
-            zeros = 1  # saturated: report the largest estimate the sketch can give
-        return int(-m * math.log(zeros / m) + 0.5)
+        return self.bits - zeros
+
+    def estimate(self):
+        """Linear-counting estimate of distinct addresses: -m ln(zero bits / m)."""
+        return linear_count(self.bits - self.ones(), self.bits)
 
     def roll(self):
         """Close the window: the estimate, then wipe bitmap and secret and draw a new secret."""

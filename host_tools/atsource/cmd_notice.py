@@ -207,10 +207,20 @@ def check(file: Path, as_json: bool) -> None:
         name: {
             "window_s": s["window_s"],
             "release": s["release"],
-            **({"k": s["k"], "epsilon_milli_per_day": spend[name]} if name in spend else {}),
+            **(
+                {
+                    "k": s["k"],
+                    "person_bound": pol.person_bound(name, s),
+                    "epsilon_milli_per_window": s["noise"]["epsilon_milli"],
+                    "epsilon_milli_per_day": spend[name],
+                }
+                if name in spend
+                else {}
+            ),
         }
         for name, s in sorted(obj["streams"].items())
     }
+    per_person = pol.daily_per_person(obj) if spend else 0
     if as_json:
         out = {
             "file": str(file),
@@ -218,6 +228,7 @@ def check(file: Path, as_json: bool) -> None:
             "name": obj["name"],
             "hash": digest.hex(),
             "hash4": digest[:4].hex(),
+            "epsilon_milli_per_person_day": per_person,
             "streams": streams,
         }
         click.echo(json.dumps(out, indent=2))
@@ -227,10 +238,16 @@ def check(file: Path, as_json: bool) -> None:
     click.echo(f"records carry {digest[:4].hex()}")
     for name, s in streams.items():
         extra = (
-            f", k {s['k']}, up to {s['epsilon_milli_per_day']} milli-epsilon a day"
+            f", k {s['k']}, one person adds at most {s['person_bound']} a window, epsilon "
+            f"{s['epsilon_milli_per_window']}/1000 per person a window, "
+            f"{s['epsilon_milli_per_day']}/1000 a day"
             if "k" in s
             else ""
         )
         click.echo(f"  {name}: every {s['window_s']} s: {', '.join(s['release'])}{extra}")
     if not streams:
         click.echo("  no streams: the device collects nothing")
+    if spend:
+        from .notice import person_text
+
+        click.echo(person_text(obj))

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .catalogue import DEFAULT as DEFAULT_LANG
 from .catalogue import load as load_catalogue
 from .errors import UserError
-from .policy import DAY_S, canonical, policy_hash
+from .policy import DAY_S, canonical, daily_per_person, person_bound, policy_hash
 
 W, H = 1240, 1754  # A4 portrait at 150 dpi
 PNG_SCALE = 2  # the PNG is drawn at 300 dpi, for print
@@ -78,6 +78,42 @@ def _join(words: list[str], lang: str = DEFAULT_LANG) -> str:
     return ", ".join(words[:-1]) + f" {load_catalogue(lang)('when.and')} " + words[-1]
 
 
+def person_text(policy: dict[str, Any], lang: str = DEFAULT_LANG) -> str:
+    """The per-person guarantee in plain words, in the notice's language (also what
+    `atsource policy check` prints)."""
+    t = load_catalogue(lang)
+    st = policy["streams"]
+    day = t.number(f"{daily_per_person(policy) / 1000:g}")
+    people = [n for n in ("doorway", "motion", "ble") if n in st]
+    windows = {int(st[n]["window_s"]) for n in people}
+    if len(windows) == 1:
+        total = sum(int(st[n]["noise"]["epsilon_milli"]) for n in people) / 1000
+        text = t(
+            "person.lead_window",
+            epsilon=day,
+            window_epsilon=t.number(f"{total:g}"),
+            when=window_phrase(windows.pop(), lang),
+        )
+    else:
+        text = t("person.lead", epsilon=day)
+    assume = []
+    if "doorway" in st:
+        s = st["doorway"]
+        when = window_phrase(int(s["window_s"]), lang)
+        assume.append(t("person.door", n=s["crossings_per_person"], when=when))
+    if "motion" in st:
+        s = st["motion"]
+        when = window_phrase(int(s["window_s"]), lang)
+        assume.append(t("person.motion", n=s["events_per_person"], when=when))
+    if "ble" in st:
+        r = int(st["ble"]["rotation_s"])
+        minutes = t.number(f"{r / 60:g}")
+        assume.append(t("person.ble", minutes=minutes))
+    if assume:
+        text += " " + t("person.assume", what=_join(assume, lang))
+    return text
+
+
 SENSED = ("env", "doorway", "motion", "ble")
 
 
@@ -127,6 +163,10 @@ def leaves_list(policy: dict[str, Any], lang: str = DEFAULT_LANG) -> list[str]:
     for (window, k), nouns in groups.items():
         when = _upper_first(window_phrase(window, lang))
         out.append(t("leaves.people", when=when, what=_join(nouns, lang), k=k))
+    if groups:
+        day = t.number(f"{daily_per_person(policy) / 1000:g}")
+        # "ε = 2.4" stays on one line of the sign.
+        out.append(t("leaves.person_total", epsilon=day).replace("ε = ", f"ε{NBSP}={NBSP}"))
     if "health" in st:
         out.append(t("leaves.health"))
     return out
@@ -720,7 +760,7 @@ def _stream_rows(
             prot.append(t("streams.k", k=s["k"]))
         if "noise" in s:
             eps = t.number(f"{s['noise']['epsilon_milli'] / 1000:g}")
-            prot.append(t("streams.noise", epsilon=eps))
+            prot.append(t("streams.noise", bound=person_bound(key, s), epsilon=eps))
         if key == "env":
             r = s["resolution"]
             prot.append(
@@ -774,6 +814,11 @@ def to_html(
             device and t("page.where_sensor", device=device),
         )
         if x
+    )
+    person = (
+        f"<p>{e(person_text(policy, lang))}</p>"
+        if any(k in policy["streams"] for k in ("doorway", "motion", "ble"))
+        else ""
     )
     op_url = f'<br><a href="{e(op["url"])}">{e(op["url"])}</a>' if "url" in op else ""
     extra_who = ""
@@ -833,6 +878,7 @@ def to_html(
 <tr>{heads}</tr>
 {rows}
 </table>
+{person}
 <p>{e(t("page.budget", epsilon=spend))}</p>
 
 <h2>{e(t("page.policy"))}</h2>

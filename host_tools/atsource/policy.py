@@ -34,9 +34,9 @@ RELEASE: dict[str, tuple[str, ...]] = {
 }
 STREAM_KEYS: dict[str, tuple[str, ...]] = {
     "env": ("window_s", "release", "resolution"),
-    "doorway": ("window_s", "release", "k", "noise"),
-    "motion": ("window_s", "release", "k", "noise"),
-    "ble": ("window_s", "release", "k", "noise", "rssi_floor", "sketch_bits"),
+    "doorway": ("window_s", "release", "k", "noise", "crossings_per_person"),
+    "motion": ("window_s", "release", "k", "noise", "events_per_person"),
+    "ble": ("window_s", "release", "k", "noise", "rssi_floor", "sketch_bits", "rotation_s"),
     "health": ("window_s", "release"),
 }
 TOP_KEYS = (
@@ -59,6 +59,8 @@ TOP_KEYS = (
 RIGHTS = ("access", "rectification", "erasure", "restriction", "object", "complaint")
 
 Obj = dict[str, Any]
+# The largest noise scale (bound / epsilon) the device draws (firmware/sensor/policy.py).
+MAX_SCALE = 10000
 
 
 # ---- canonical form and hash ----
@@ -174,6 +176,50 @@ class _Checker:
             )
 
 
+def person_bound(name: str, s: Obj) -> int | None:
+    """The most one person adds to one window of a people stream (its L1 sensitivity).
+
+    ble: a phone rotating its address every rotation_s seconds shows at most
+    ceil(window / rotation) + 1 addresses in a window; doorway: crossings per person (in and
+    out together); motion: PIR events per person. The device's formula is the same
+    (firmware/sensor/gate.py `bound`, firmware/sensor/policy.py `person_bound`).
+    """
+    if name == "ble":
+        w, r = s.get("window_s"), s.get("rotation_s")
+        if not _is_int(w) or not _is_int(r) or r < 1:
+            return None
+        return -(-int(w) // int(r)) + 1
+    v = s.get("crossings_per_person" if name == "doorway" else "events_per_person")
+    return int(v) if _is_int(v) else None
+
+
+def planned(name: str, s: Any) -> int | None:
+    """A people stream's planned daily spend per person (windows x epsilon), None if unknown."""
+    if not isinstance(s, dict) or name not in PEOPLE:
+        return None
+    w = s.get("window_s")
+    n = s.get("noise")
+    e = n.get("epsilon_milli") if isinstance(n, dict) else None
+    if not _is_int(w) or not _is_int(e) or not 60 <= w <= DAY_S or DAY_S % w or not 1 <= e <= 10000:
+        return None
+    return DAY_S // int(w) * int(e)
+
+
+def _check_budget(c: _Checker, streams: Obj, budget: int | None, exhaust: bool) -> None:
+    # One daily budget per person across all people streams (sequential composition).
+    if budget is None or exhaust:
+        return
+    parts = [(n, planned(n, streams[n])) for n in PEOPLE if n in streams]
+    spent = [(n, p) for n, p in parts if p is not None]
+    total = sum(p for _, p in spent)
+    if total > budget:
+        c.add(
+            f"budget.epsilon_milli_per_day: the people streams plan {total} a day per person "
+            f"({' + '.join(f'{n} {p}' for n, p in spent)}), over the budget {budget} "
+            "(or set budget.allow_exhaustion)"
+        )
+
+
 def _check_stream(c: _Checker, name: str, s: Any, budget: int | None, exhaust: bool) -> None:
     path = f"streams.{name}"
     if name not in RELEASE:
@@ -206,25 +252,25 @@ def _check_stream(c: _Checker, name: str, s: Any, budget: int | None, exhaust: b
                 c.add(f'{npath}mechanism: must be "geometric"')
             eps = c.integer(n, "epsilon_milli", npath, 1, 10000)
             c.unknown(n, ("mechanism", "epsilon_milli"), npath)
+        b: int | None = None
         if name == "ble":
             c.integer(s, "rssi_floor", path, -120, 0)
             bits = c.integer(s, "sketch_bits", path, 256, 65536)
             if bits is not None and bits & (bits - 1):
                 c.add(f"{path}sketch_bits: must be a power of two from 256 to 65536")
-        if window is not None and eps is not None and budget is not None:
-            per_day = DAY_S // window
-            spend = per_day * eps
-            if eps > budget:
-                c.add(
-                    f"{path}noise.epsilon_milli: {eps} exceeds "
-                    f"budget.epsilon_milli_per_day {budget}"
-                )
-            elif spend > budget and not exhaust:
-                c.add(
-                    f"{path}noise.epsilon_milli: {per_day} windows a day x {eps} = {spend} "
-                    f"exceeds budget.epsilon_milli_per_day {budget} "
-                    "(or set budget.allow_exhaustion)"
-                )
+            if c.integer(s, "rotation_s", path, 10, DAY_S) is not None and window is not None:
+                b = person_bound(name, s)
+        elif name == "doorway":
+            b = c.integer(s, "crossings_per_person", path, 1, 1000)
+        else:
+            b = c.integer(s, "events_per_person", path, 1, 1000)
+        if eps is not None and budget is not None and eps > budget:
+            c.add(f"{path}noise.epsilon_milli: {eps} exceeds budget.epsilon_milli_per_day {budget}")
+        if eps is not None and b is not None and b * 1000 > eps * MAX_SCALE:
+            c.add(
+                f"{path}noise.epsilon_milli: one person's bound {b} at epsilon {eps}/1000 needs "
+                f"noise of scale {b * 1000 // eps}, over the device's limit of {MAX_SCALE}"
+            )
     c.unknown(s, STREAM_KEYS[name], path)
 
 
@@ -269,6 +315,7 @@ def validate(obj: Any) -> list[str]:
     if streams is not None:
         for name in sorted(streams):
             _check_stream(c, name, streams[name], budget, exhaust)
+        _check_budget(c, streams, budget, exhaust)
     _check_notice_fields(c, d)
     c.url(d, "policy_url", "")
     c.unknown(d, TOP_KEYS, "")
@@ -366,11 +413,19 @@ def load_policy(path: Path | str) -> Obj:
 
 
 def daily_spend(policy: Obj) -> dict[str, int]:
-    """Milli-epsilon each people stream may spend in a day at most (windows x epsilon)."""
+    """Milli-epsilon per person each people stream plans to spend in a day (windows x epsilon).
+
+    All people streams draw on one daily budget per person; with allow_exhaustion their sum
+    may exceed it, and the device stops releasing when the budget is spent.
+    """
     out: dict[str, int] = {}
-    cap = int(policy["budget"]["epsilon_milli_per_day"])
     for name in PEOPLE:
         s = policy["streams"].get(name)
         if s is not None:
-            out[name] = min(cap, DAY_S // int(s["window_s"]) * int(s["noise"]["epsilon_milli"]))
+            out[name] = DAY_S // int(s["window_s"]) * int(s["noise"]["epsilon_milli"])
     return out
+
+
+def daily_per_person(policy: Obj) -> int:
+    """The most one person's presence costs in a day, in milli-epsilon, across all streams."""
+    return min(sum(daily_spend(policy).values()), int(policy["budget"]["epsilon_milli_per_day"]))

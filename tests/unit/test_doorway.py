@@ -108,3 +108,19 @@ def test_motion_counter_counts_rising_edges() -> None:
         m.edge(high)
     assert m.take() == 3
     assert m.take() == 0
+
+
+def test_an_implausibly_short_lag_does_not_multiply_people() -> None:
+    # From the plaza (issue 13): two people entering from both sides at once darken A and B
+    # 2.5 ms apart. Taken as a walker's lag, the 0.67 s dark interval held 93 people; the lag
+    # is floored at the fastest walker's (40 ms), which bounds what one interval can hold.
+    lc = LineCounter()
+    feed(lc, [(0, 0, True), (2512, 1, True), (665_201, 0, False), (745_281, 1, False)])
+    n_in, n_out = settle(lc, 800_000)
+    assert 1 <= n_in + n_out <= 6, (n_in, n_out)
+    # A walker's real lag (80 ms) is used as before: one body, one person; a long dark
+    # interval, a group following closely.
+    walk(lc, 5_000_000, True)
+    assert settle(lc, 6_000_000) == (1, 0)
+    walk(lc, 8_000_000, True, dark=665_201)
+    assert settle(lc, 9_000_000) == (2, 0)

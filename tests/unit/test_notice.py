@@ -4,6 +4,7 @@ matrix and the policy hash, texts follow the policy; `atsource notice` on files 
 from __future__ import annotations
 
 import copy
+import html
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -70,6 +71,9 @@ def test_html_is_self_contained(rendered: tuple[list[Path], notice.Sign]) -> Non
     # The sign is inline, and the page states the full hash.
     assert "<svg" in text and pol.policy_hash(DEFAULT).hex() in text
     assert "This sensor counts. It does not watch." in text
+    # The per-person guarantee, in words, with the assumptions it rests on.
+    assert html.escape(notice.person_text(DEFAULT)) in text
+    assert "One person&#x27;s presence changes what is published by at most ε = 2.4 a day" in text
 
 
 def test_svg_is_well_formed_and_names_the_hash(rendered: tuple[list[Path], notice.Sign]) -> None:
@@ -161,7 +165,8 @@ def test_sign_says_what_the_policy_says(rendered: tuple[list[Path], notice.Sign]
     flat = t
     for label in ("Temperature & humidity", "People at the door", "Movement", "Phones nearby"):
         assert label in flat
-    assert "Fewer than 10 is sent as “fewer than 10”" in flat
+    assert "A blurred total under 10 is sent as “fewer than 10”" in flat
+    assert "You change these totals by at most ε\u00a0=\u00a02.4 a day, all together" in flat
     assert "0.1\u00a0°C" in flat and "no camera and no microphone" in flat
     assert "_optout" in flat and "thrown away every hour" in flat
     assert "City of Example, Urban Data Office" in flat and "privacy@example.org" in flat
@@ -174,7 +179,8 @@ def test_strict_policy_sign_drops_what_is_not_collected(tmp_path: Path) -> None:
     t = _sign_texts(notice.layout(STRICT))
     assert "Phones nearby" not in t and "Movement" not in t and "_optout" not in t
     assert "No phone counting." in t
-    assert "Fewer than 20 is sent as “fewer than 20”" in t
+    assert "A blurred total under 20 is sent as “fewer than 20”" in t
+    assert "at most ε\u00a0=\u00a01.2 a day" in t
     assert "0.5\u00a0°C, 5\u00a0% and 100\u00a0Pa" in t
     assert "Kept 90 days" in t
 

@@ -46,7 +46,8 @@ LIST = "must be a non-empty list of distinct values from: "
 ENV_REL = LIST + "mean, min, max, samples"
 HEALTH_REL = LIST + "uptime, resets, heap, errors, faults, queue"
 KNOWN = "unknown stream (known: env, doorway, motion, ble, health)"
-OVER = "4800 exceeds budget.epsilon_milli_per_day 2400 (or set budget.allow_exhaustion)"
+OVER = "over the budget 2400 (or set budget.allow_exhaustion)"
+PLAN = "budget.epsilon_milli_per_day: the people streams plan {} a day per person ({}), " + OVER
 
 
 def rng(lo: int, hi: int) -> str:
@@ -98,9 +99,17 @@ CASES: list[tuple[str, Any, str]] = [
     ("streams.motion.noise.epsilon_milli", 0, rng(1, 10000)),
     ("streams.motion.noise.epsilon_milli", 10001, rng(1, 10000)),
     ("streams.motion.noise.epsilon", 1, "unknown key"),
-    ("streams.motion.noise.epsilon_milli", 101, "24 windows a day x 101 = 2424" + OVER[4:]),
-    ("streams.ble.window_s", 1800, "streams.ble.noise.epsilon_milli: 48 windows a day x 100 = "
-     + OVER),
+    ("streams.motion.noise.epsilon_milli", 26, PLAN.format(2424,
+     "doorway 600 + motion 624 + ble 1200")),
+    ("streams.ble.window_s", 1800, PLAN.format(3600, "doorway 600 + motion 600 + ble 2400")),
+    ("streams.doorway.crossings_per_person", 0, rng(1, 1000)),
+    ("streams.doorway.crossings_per_person", DROP, "missing"),
+    ("streams.motion.events_per_person", 1001, rng(1, 1000)),
+    ("streams.ble.rotation_s", 9, rng(10, 86400)),
+    ("streams.ble.rotation_s", DROP, "missing"),
+    ("streams.motion.events_per_person", 251, "streams.motion.noise.epsilon_milli: one "
+     "person's bound 251 at epsilon 25/1000 needs noise of scale 10040, over the device's "
+     "limit of 10000"),
     ("streams.ble.rssi_floor", -121, rng(-120, 0)),
     ("streams.ble.sketch_bits", 8000, "must be a power of two from 256 to 65536"),
     ("streams.ble.sketch_bits", 128, rng(256, 65536)),
@@ -118,12 +127,12 @@ CASES: list[tuple[str, Any, str]] = [
     ("path", "value", "reason"), CASES, ids=[f"{c[0]}={c[1]!r}"[:50] for c in CASES]
 )
 def test_each_rule_refuses_with_its_reason(path: str, value: Any, reason: str) -> None:
-    full = reason if reason.startswith("streams.") else f"{path}: {reason}"
+    full = reason if reason.startswith(("streams.", "budget.")) else f"{path}: {reason}"
     assert pol.validate(mutate(path, value)) == [full]
 
 
 def test_budget_exhaustion_is_allowed_only_when_the_policy_says_so() -> None:
-    p = mutate("streams.ble.window_s", 900)  # 96 windows x 100 = 9600 > 2400
+    p = mutate("streams.ble.window_s", 900)  # 96 windows x 50 = 4800, 6000 in all > 2400
     assert len(pol.validate(p)) == 1
     p["budget"]["allow_exhaustion"] = True
     assert pol.validate(p) == []
@@ -176,7 +185,7 @@ def test_hash_ignores_layout_and_key_order_but_not_values(tmp_path: Path) -> Non
     assert pol.policy_hash(mutate("streams.doorway.k", 11)) != h
     assert pol.policy_hash(mutate("name", DEFAULT["name"] + " ")) != h
     # The shipped default's ID is pinned: changing the file changes what every record carries.
-    assert h.hex() == "45f37526ee250ca112377922913fb12ef290571d5b2d85c7bb14fbf273dc9c47"
+    assert h.hex() == "e93ab60473f7e74753f88744b7c3a46e3a31d498be115e7acc8ba7a3faf2f5ce"
 
 
 @pytest.mark.parametrize(
@@ -205,8 +214,28 @@ def test_load_policy_raises_the_first_reason(tmp_path: Path) -> None:
         pol.load_policy(tmp_path / "missing.json")
 
 
-def test_daily_spend() -> None:
-    assert pol.daily_spend(DEFAULT) == {"doorway": 2400, "motion": 2400, "ble": 2400}
+def test_daily_spend_is_per_person_across_streams() -> None:
+    assert pol.daily_spend(DEFAULT) == {"doorway": 600, "motion": 600, "ble": 1200}
+    assert pol.daily_per_person(DEFAULT) == 2400
+    # Phones rotating every 2.5 minutes: 25 addresses at most in an hourly window.
+    assert pol.person_bound("ble", DEFAULT["streams"]["ble"]) == 25
+    assert pol.person_bound("ble", {"window_s": 3600, "rotation_s": 3600}) == 2
+    assert pol.person_bound("ble", {"window_s": 3600, "rotation_s": 7200}) == 2
+    assert pol.person_bound("doorway", DEFAULT["streams"]["doorway"]) == 4
+    assert pol.person_bound("motion", DEFAULT["streams"]["motion"]) == 8
+
+
+def test_the_per_person_guarantee_in_plain_words() -> None:
+    from atsource.notice import person_text
+
+    assert person_text(DEFAULT) == (
+        "One person's presence changes what is published by at most ε = 2.4 a day and ε = 0.1 "
+        "in any one window (every hour), all counts together (differential privacy). This "
+        "holds for someone who goes through the door at most 4 times every hour, sets off the "
+        "motion sensor at most 8 times every hour and carries a phone that changes its "
+        "Bluetooth address every 2.5 minutes or less often; someone who does more is protected "
+        "proportionally less."
+    )
 
 
 def test_cli_policy_check(tmp_path: Path) -> None:
@@ -215,7 +244,9 @@ def test_cli_policy_check(tmp_path: Path) -> None:
     out = json.loads(r.output)
     assert out["valid"] and out["hash"] == pol.policy_hash(DEFAULT).hex()
     assert out["hash4"] == out["hash"][:8]
-    assert out["streams"]["ble"]["epsilon_milli_per_day"] == 2400
+    assert out["streams"]["ble"]["epsilon_milli_per_day"] == 1200
+    assert out["streams"]["ble"]["person_bound"] == 25
+    assert out["epsilon_milli_per_person_day"] == 2400
     r = CliRunner().invoke(main, ["policy", "check", str(pol.DEFAULT)])
     assert r.exit_code == 0 and pol.policy_hash(DEFAULT).hex() in r.output
 

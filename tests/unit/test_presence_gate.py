@@ -125,23 +125,50 @@ class FakePolicy:
         self.refused: dict[str, str] = {}
 
 
-PEOPLE = {"window_s": 3600, "release": ["count"], "k": 10,
+PEOPLE = {"window_s": 3600, "release": ["count"], "k": 10, "events_per_person": 1,
+          "crossings_per_person": 2, "rotation_s": 3600, "sketch_bits": 8192,
           "noise": {"mechanism": "geometric", "epsilon_milli": 100}}  # fmt: skip
 
 
-def test_counts_below_k_are_never_released(tmp_path: Path, fixed_urandom: None) -> None:
+def test_released_counts_are_never_below_k(tmp_path: Path, fixed_urandom: None) -> None:
+    # Withholding looks at the noised value only (post-processing): a small true count may be
+    # released (noised up), a released value is never below k, and most small counts are held.
     g = gate.Gate(FakePolicy({"motion": PEOPLE}), Rng(b"g" * 32), gate.Ledger(str(tmp_path / "l")))
-    for v in range(10):
-        (r,) = g.counts("motion", 3600 * v, 3600, (v,), (gate.S_MOTION,))
-        assert r[16] == gate.BELOW_K and 6 not in r
+    held = 0
+    for v in range(200):
+        (r,) = g.counts("motion", 3600 * v, 3600, (v % 10,), (gate.S_MOTION,))
+        assert (6 in r) != (16 in r) and r[17] == 100
+        if 6 in r:
+            assert r[6] >= 10
+        else:
+            assert r[16] == gate.BELOW_K
+            held += 1
         assert r[2] == b"\x12\x34\x56\x78" and r[0] == 3600 * v and r[1] == 3600
+    assert 100 < held < 200
+
+
+def test_withholding_never_reads_the_true_count(tmp_path: Path) -> None:
+    # The same noise draws give the same decision whatever the true count is, once the noised
+    # value is the same: the gate's output is a function of the noised value alone.
+    class Fixed:
+        def __init__(self, x: int) -> None:
+            self.x = x
+
+        def geometric2(self, a: int, cap: int = 0) -> int:
+            return self.x
+
+    for true, noise in ((9, 1), (10, 0), (0, 10), (30, -20), (5, 4), (9, 0)):
+        g = gate.Gate(FakePolicy({"motion": PEOPLE}), Fixed(noise), gate.Ledger("/nonexistent/l"))
+        g.ledger.spend = lambda *a: True  # type: ignore[method-assign]
+        (r,) = g.counts("motion", 0, 3600, (true,), (gate.S_MOTION,))
+        assert (r.get(6), r.get(16)) == ((10, None) if true + noise >= 10 else (None, 1))
 
 
 def test_released_counts_are_noised_and_name_the_policy(
     tmp_path: Path, fixed_urandom: None
 ) -> None:
-    g = gate.Gate(FakePolicy({"ble": PEOPLE}), Rng(b"g" * 32), gate.Ledger(str(tmp_path / "l")))
-    vals = [g.counts("ble", 3600 * i, 3600, (1000,), (gate.S_BLE,))[0][6] for i in range(24)]
+    g = gate.Gate(FakePolicy({"motion": PEOPLE}), Rng(b"g" * 32), gate.Ledger(str(tmp_path / "l")))
+    vals = [g.counts("motion", 3600 * i, 3600, (1000,), (gate.S_MOTION,))[0][6] for i in range(24)]
     assert len(set(vals)) > 5, "noise is drawn each window"
     assert abs(sum(vals) / 24 - 1000) < 15
 
@@ -166,8 +193,38 @@ def test_doorway_pair_costs_one_epsilon(tmp_path: Path, fixed_urandom: None) -> 
     g = gate.Gate(FakePolicy({"doorway": door}), Rng(b"g" * 32), gate.Ledger(str(tmp_path / "l")))
     rs = g.counts("doorway", 0, 3600, (50, 3), (gate.S_DOOR_IN, gate.S_DOOR_OUT))
     assert [r[7] for r in rs] == [2, 3]
-    assert rs[1][16] == gate.BELOW_K
     assert g.ledger.spent == {"doorway": 100}
+    # Each half carries noise of scale bound / epsilon = 2 / 0.1 (the pair's L1 sensitivity).
+    assert g._alpha["doorway"] == gate.alpha32(100, 2) and g._cap["doorway"] == 40 * 20 + 100
+
+
+def test_people_streams_share_one_daily_budget_per_person(
+    tmp_path: Path, fixed_urandom: None
+) -> None:
+    pol = FakePolicy({"motion": PEOPLE, "ble": PEOPLE}, budget=300)
+    g = gate.Gate(pol, Rng(b"g" * 32), gate.Ledger(str(tmp_path / "l")))
+    day = 20000 * 86400
+    assert 16 not in g.counts("motion", day, 3600, (500,), (4,))[0]
+    assert 16 not in g.counts("ble", day, 3600, (500,), (5,))[0]
+    assert 16 not in g.counts("motion", day + 3600, 3600, (500,), (4,))[0]
+    assert g.counts("ble", day + 3600, 3600, (500,), (5,))[0][16] == gate.EXHAUSTED
+    assert g.ledger.spent == {"motion": 200, "ble": 100}
+
+
+def test_ble_noise_is_on_sketch_bits_and_scaled_to_the_rotation_bound(
+    tmp_path: Path, fixed_urandom: None
+) -> None:
+    ble = dict(PEOPLE, rotation_s=150)  # an hourly window: 25 addresses a phone at most
+    g = gate.Gate(FakePolicy({"ble": ble}), Rng(b"g" * 32), gate.Ledger(str(tmp_path / "l")))
+    assert gate.bound("ble", ble) == 25 and g._alpha["ble"] == gate.alpha32(100, 25)
+    # 2000 set bits of 8192 estimate 2293 addresses: releases centre there, not on 2000
+    # (noise std 354 bits, about 1.3 addresses a bit here).
+    want = round(-8192 * math.log(1 - 2000 / 8192))
+    assert want == 2293
+    vals = [g.counts("ble", 3600 * i, 3600, (2000,), (5,))[0].get(6, 0) for i in range(48)]
+    mean = sum(vals) / len(vals)
+    assert abs(mean - want) < 4 * 1.3 * 354 / 48**0.5, mean
+    assert len(set(vals)) > 40
 
 
 def test_environment_is_rounded_to_the_policy_resolution() -> None:
