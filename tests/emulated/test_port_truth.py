@@ -117,3 +117,43 @@ def test_littlefs_semantics(board: str, flash: Path) -> None:
     assert _value(lines, "open") == "True"
     assert _value(lines, "remove nonempty") == "39"  # ENOTEMPTY, MicroPython's number
     assert _value(lines, "gone") == "False"
+
+
+def test_released_windows_carry_unix_time_on_both_epochs(board_name: str, flash: Path) -> None:
+    # A provisioned board of each port, its real epoch (esp32 2000, rp2 1970), clock set by NTP
+    # over the emulated Wi-Fi: every record's window start is the true Unix time of its window.
+    import json
+    import zlib
+
+    from atsource import frame as rx
+    from atsource import paths
+    from atsource import policy as host
+    from atsource.boards import load_board
+    from atsource.emulator.api import make_world, prepare_flash
+    from atsource.keys import derive, make_kid
+
+    kid = make_kid(5, 1)
+    key, iv = derive(bytes(range(16)), kid)
+    b = load_board(board_name)
+    prepare_flash(b, flash, firmware=paths.FIRMWARE)
+    ident = {"kid": kid.hex(), "key": key.hex(), "iv": iv.hex(), "seed": (b"s" * 32).hex()}
+    (flash / "identity.json").write_text(json.dumps(ident))
+    body = b"CTR1" + bytes(6)
+    (flash / "counter").write_bytes(body + zlib.crc32(body).to_bytes(4, "big"))
+    (flash / "policy.json").write_bytes(host.canonical(host.load_policy(host.DEFAULT)))
+    world = make_world(b, "smoke", 1, None)
+    sent: list[bytes] = []
+    emu = EmulatedBoard(
+        b, flash, world=world, start_us=world.start_us, seed=1,
+        on_frame=lambda f: sent.append(f) is None,
+    )  # fmt: skip
+    emu.run(duration_us=40 * 60 * 1_000_000)
+    entry = rx.KeyEntry(key, iv)
+    records = [rx.parse_and_open(f, lambda k, e=entry: e).record for f in sent]
+    windows = [r for r in records if r.get(1)]  # the self-test record has no window
+    assert len(windows) >= 4, [line for _, line in emu.lines][:20]
+    t0, t1 = world.start_us // 1_000_000, emu.now_us // 1_000_000
+    for r in windows:
+        start, length = r[0], r[1]
+        assert start % length == 0
+        assert t0 - length <= start and start + length <= t1, (start, t0, t1)
