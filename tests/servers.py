@@ -27,8 +27,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_mosquitto(d: Path, *listener: str) -> subprocess.Popen[bytes]:
-    """A real Mosquitto with one listener (its config lines), waited for on its port."""
+def start_mosquitto(d: Path, *listener: str, persist: bool = False) -> subprocess.Popen[bytes]:
+    """A real Mosquitto with one listener (its config lines), waited for on its port. With
+    ``persist``, sessions and queued messages survive a restart (kept in ``d``)."""
     if MOSQUITTO is None:
         pytest.skip("mosquitto not installed (apt-get install mosquitto)")
     port = int(listener[0].split()[1])
@@ -37,8 +38,12 @@ def start_mosquitto(d: Path, *listener: str) -> subprocess.Popen[bytes]:
     # directory (the TLS files): stay root there.
     user = "user root\n" if os.geteuid() == 0 else ""
     conf.write_text(
-        "\n".join(listener) + "\n" + user + "allow_anonymous true\npersistence false\n"
-        "log_dest stderr\nlog_type error\nlog_type warning\n"
+        "\n".join(listener)
+        + "\n"
+        + user
+        + "allow_anonymous true\n"
+        + (f"persistence true\npersistence_location {d}/\n" if persist else "persistence false\n")
+        + "log_dest stderr\nlog_type error\nlog_type warning\n"
     )
     proc = subprocess.Popen(
         [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

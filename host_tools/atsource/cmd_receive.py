@@ -233,6 +233,13 @@ def _line(res: Any) -> str:
     help="MQTT client id of the persistent session (default: stable per host, subscription and "
     "store, so a restarted receiver gets the frames the broker kept for it).",
 )
+@click.option(
+    "--ca",
+    type=click.Path(exists=True, dir_okay=False),
+    envvar="ATSOURCE_MQTT_CA",
+    help="CA certificate file for an mqtts:// broker (default: the system's CAs; "
+    "$ATSOURCE_MQTT_CA).",
+)
 @policy_option
 @click.option(
     "--prune-every",
@@ -263,6 +270,7 @@ def receive(
     registry: Path | None,
     share: str | None,
     client_id: str | None,
+    ca: str | None,
     policy_files: tuple[Path, ...],
     prune_every: str,
     metrics_port: str | None,
@@ -304,7 +312,7 @@ def receive(
         raise UserError("nothing to do: give --from SOURCE, --stats or --export FORMAT")
     prune_s = parse_duration(prune_every, "--prune-every")
     listen = parse_listen(metrics_port) if metrics_port else None
-    src = open_source(source, share=share, client_id=client_id) if source else None
+    src = open_source(source, share=share, client_id=client_id, ca=ca) if source else None
     spec = db or default_db()
 
     summary: RunSummary | None = None

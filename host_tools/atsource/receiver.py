@@ -308,6 +308,7 @@ class MqttSource:
         share: str | None = None,
         client_id: str | None = None,
         keepalive: int = 30,
+        ca: str | None = None,
     ) -> None:
         _check_topic(topic)
         if topic.startswith("$share/"):
@@ -317,6 +318,7 @@ class MqttSource:
         self.host, self.port, self.topic = host, port, topic
         self.username, self.password, self.tls = username, password, tls
         self.share, self.client_id, self.keepalive = share, client_id, keepalive
+        self.ca = ca  # a CA file for mqtts:// (default: the system's CAs)
         self.ready = threading.Event()  # set once the broker has granted the subscription
         self.on_ready: Callable[[], None] | None = None  # called then, in the MQTT thread
         self._client: Any = None
@@ -361,7 +363,7 @@ class MqttSource:
         if self.username is not None:
             client.username_pw_set(self.username, self.password)
         if self.tls:
-            client.tls_set()
+            client.tls_set(ca_certs=self.ca)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
 
         def on_connect(c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
@@ -439,7 +441,7 @@ Source = FileSource | MqttSource
 
 
 def open_source(
-    spec: str, *, share: str | None = None, client_id: str | None = None
+    spec: str, *, share: str | None = None, client_id: str | None = None, ca: str | None = None
 ) -> FileSource | MqttSource:
     """Parse a --from value: an MQTT URL, file:PATH, a plain path, or - (stdin)."""
     m = re.match(r"^(mqtts?)://([^/]*)(?:/(.*))?$", spec)
@@ -468,6 +470,7 @@ def open_source(
             tls=scheme == "mqtts",
             share=share,
             client_id=client_id,
+            ca=ca,
         )
     if share is not None or client_id is not None:
         raise UserError("--share and --client-id apply to mqtt:// sources only")
