@@ -219,7 +219,8 @@ def _line(res: Any) -> str:
     "--from",
     "source",
     metavar="SOURCE",
-    help="mqtt://[user[:pass]@]host[:port]/topic, mqtts://..., file:PATH, a path, or - (stdin).",
+    help="mqtt://[user[:pass]@]host[:port]/topic, mqtts://..., http://HOST:PORT/PATH (listen for "
+    "devices' HTTP POSTs), file:PATH, a path, or - (stdin).",
 )
 @db_option
 @click.option(

@@ -437,12 +437,119 @@ class MqttSource:
         return summary
 
 
-Source = FileSource | MqttSource
+class HttpSource:
+    """Frames POSTed by devices' HTTP transport (``sensor/ipnet.py``): a small HTTP server on
+    ``host:port`` that takes ``POST path`` with the frame as the body. Like an MQTT message, a
+    POST is answered only once the receiver has stored or rejected the frame (204 stored, 202
+    rejected with a reason the stats count): either way the device may forget it, as a device
+    retrying a frame the receiver will never accept would block its outbox. A store that fails
+    answers 503, so the device keeps the frame and sends it again."""
+
+    def __init__(self, host: str, port: int, path: str = "/") -> None:
+        self.host, self.port, self.path = host, port, path or "/"
+        self.ready = threading.Event()
+        self._server: Any = None
+        self._stopping = False
+
+    @property
+    def name(self) -> str:
+        return f"http://{self.host}:{self.port}{self.path}"
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._server is not None:
+            threading.Thread(target=self._server.shutdown, daemon=True).start()
+
+    def run(
+        self,
+        receiver: Receiver,
+        *,
+        count: int | None = None,
+        timeout: float | None = None,
+        on_result: OnResult | None = None,
+    ) -> RunSummary:
+        import http.server
+
+        summary = RunSummary(self.name)
+        lock = threading.Lock()
+        src = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                if self.path != src.path:
+                    self._answer(404)
+                    return
+                try:
+                    n = int(self.headers.get("Content-Length", ""))
+                except ValueError:
+                    self._answer(411)
+                    return
+                if not 0 < n <= receiver.max_frame:
+                    self._answer(413)
+                    return
+                body = self.rfile.read(n)
+                try:
+                    with lock:
+                        res = receiver.submit(body, f"http:{self.client_address[0]}")
+                        summary.add(res)
+                except Exception:  # noqa: BLE001 - the device keeps the frame and retries
+                    self._answer(503)
+                    return
+                self._answer(204 if res.accepted else 202)
+                if on_result:
+                    with lock:
+                        on_result(res)
+                if count is not None and summary.accepted >= count and summary.ended == "end":
+                    summary.ended = "count"
+                    src.stop()
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._answer(405)
+
+            def _answer(self, code: int) -> None:
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a: object) -> None:
+                pass  # never log a device's address or request line
+
+        try:
+            server = http.server.ThreadingHTTPServer((self.host, self.port), Handler)
+        except OSError as e:
+            raise UserError(f"cannot listen on {self.host}:{self.port}: {e.strerror}") from None
+        self._server = server
+        self.ready.set()
+        timer = None
+        if timeout is not None:
+
+            def on_timeout() -> None:
+                if summary.ended == "end":
+                    summary.ended = "timeout"
+                src.stop()
+
+            timer = threading.Timer(timeout, on_timeout)
+            timer.daemon = True
+            timer.start()
+        try:
+            if not self._stopping:
+                server.serve_forever(poll_interval=0.2)
+        finally:
+            if timer:
+                timer.cancel()
+            server.server_close()
+            self._server = None
+        if self._stopping and summary.ended == "end":
+            summary.ended = "stopped"
+        return summary
+
+
+Source = FileSource | MqttSource | HttpSource
 
 
 def open_source(
     spec: str, *, share: str | None = None, client_id: str | None = None, ca: str | None = None
-) -> FileSource | MqttSource:
+) -> Source:
     """Parse a --from value: an MQTT URL, file:PATH, a plain path, or - (stdin)."""
     m = re.match(r"^(mqtts?)://([^/]*)(?:/(.*))?$", spec)
     if m:
@@ -472,11 +579,21 @@ def open_source(
             client_id=client_id,
             ca=ca,
         )
+    h = re.match(r"^http://([^/]*)(/.*)?$", spec)
+    if h and share is None and client_id is None:
+        try:
+            parts = urlsplit("//" + h[1])
+            hhost, hport = parts.hostname, parts.port
+        except ValueError:
+            raise UserError("invalid port in http:// source") from None
+        if not hhost or hport is None:
+            raise UserError("give the address to listen on: http://HOST:PORT/PATH")
+        return HttpSource(hhost, hport, h[2] or "/")
     if share is not None or client_id is not None:
         raise UserError("--share and --client-id apply to mqtt:// sources only")
     if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", spec):
         raise UserError(
-            f"unsupported source {spec.split('://')[0]}://: use mqtt://, mqtts://, file:"
+            f"unsupported source {spec.split('://')[0]}://: use mqtt://, mqtts://, http://, file:"
         )
     path = spec[5:] if spec.startswith("file:") else spec
     if path == "-":

@@ -150,3 +150,42 @@ def test_mqtts_uplink_survives_broker_restart_and_outage(tmp_path: Path) -> None
     t0 = s0 // 1_000_000
     assert any(t0 + 55 * 60 <= w < t0 + 90 * 60 for w in Tap.starts), Tap.starts
     assert any(t0 + 135 * 60 <= w < t0 + 165 * 60 for w in Tap.starts), Tap.starts
+
+
+def test_http_uplink_into_the_receivers_http_ingest(tmp_path: Path) -> None:
+    # The firmware's HTTP transport POSTs each sealed frame; `atsource receive --from
+    # http://HOST:PORT/PATH` (HttpSource) verifies and stores it before answering.
+    from atsource.receiver import open_source
+
+    store = SQLiteStore(tmp_path / "readings.db")
+    rx = Receiver(store, lambda kid: KeyEntry(KEY, IV) if kid == KID else None)
+    port = free_port()
+    src = open_source(f"http://127.0.0.1:{port}/uplink")
+    t = threading.Thread(target=lambda: src.run(rx), daemon=True)
+    t.start()
+    assert src.ready.wait(60)
+
+    b = load_board("esp32-devkitc")
+    flash = tmp_path / "flash"
+    prepare_flash(b, flash, firmware=paths.FIRMWARE)
+    (flash / "identity.json").write_text(
+        json.dumps({"kid": KID.hex(), "key": KEY.hex(), "iv": IV.hex(), "seed": "cd" * 32})
+    )
+    body = b"CTR1" + bytes(6)
+    (flash / "counter").write_bytes(body + zlib.crc32(body).to_bytes(4, "big"))
+    (flash / "policy.json").write_bytes(host.canonical(host.load_policy(host.DEFAULT)))
+    cfg = json.loads((flash / "config.json").read_text())
+    cfg["uplink"] = {"transport": "http", "url": f"http://127.0.0.1:{port}/uplink"}
+    (flash / "config.json").write_text(json.dumps(cfg))
+    world = make_world(b, "smoke", 1, None)
+    emu = EmulatedBoard(b, flash, world=world, start_us=world.start_us, seed=1)
+    try:
+        emu.run(duration_us=65 * MIN)
+    finally:
+        src.stop()
+        t.join(timeout=60)
+    db = sqlite3.connect(tmp_path / "readings.db")
+    stored = [r[0] for r in db.execute("SELECT piv FROM readings ORDER BY piv")]
+    assert len(stored) >= 8 and len(stored) == len(set(stored))
+    log = flash / "outbox.log"
+    assert not (log.exists() and parse_outbox(log.read_bytes())), "frames left undelivered"
