@@ -38,10 +38,13 @@ IDLE_TICK_S = 1.0  # while idle at the REPL, deliver world events this often (wa
 RELEASE = "1.29.0"
 VERSION = "v1.29.0 on 2026-08-25"
 
-# reset_cause() values per port for each way a board restarts.
-CAUSES = {
-    "esp32": {"power": 1, "hard": 2, "wdt": 3, "deepsleep": 4, "soft": 5, "reset": 5},
-    "rp2": {"power": 1, "hard": 1, "wdt": 3, "deepsleep": 1, "soft": 1, "reset": 3},
+# reset_cause() values per port for each way a board restarts. esp32 (ports/esp32/modmachine.c):
+# machine.reset() is esp_restart(), ESP_RST_SW -> HARD_RESET (2); a soft reset reports
+# SOFT_RESET (5). rp2 (ports/rp2/modmachine.c): machine.reset() is a watchdog reboot, so
+# WDT_RESET (3); a soft reset leaves the chip's reset reason as it was (None: the last one).
+CAUSES: dict[str, dict[str, int | None]] = {
+    "esp32": {"power": 1, "hard": 2, "wdt": 3, "deepsleep": 4, "soft": 5, "reset": 2},
+    "rp2": {"power": 1, "hard": 1, "wdt": 3, "deepsleep": 1, "soft": None, "reset": 3},
 }
 ESP32_ROM = {1: "POWERON_RESET", 3: "RTCWDT_SYS_RESET", 5: "DEEPSLEEP_RESET", 12: "SW_CPU_RESET"}
 
@@ -153,7 +156,15 @@ class EmulatedBoard:
         # The board's sockets, bridged to the host's loopback (netbridge.py); the serial port's
         # interrupt character (micropython.kbd_intr: -1 passes Ctrl-C through as data).
         self.net = NetBridge(hosts)
+        self._last_cause_code = 1
         self._kbd_intr = 3
+
+    def _cause_code(self, cause: str) -> int:
+        code = CAUSES[self.board.port][cause]
+        if code is None:
+            return self._last_cause_code
+        self._last_cause_code = code
+        return code
 
     def _rtc_power_on_us(self) -> int:
         # Where the port's RTC starts after power loss: 2000-01-01 on esp32 (epoch 0), and
@@ -194,7 +205,7 @@ class EmulatedBoard:
             "ble_mac": ble_mac.hex(),
             "hostname": hostname,
             "cpu_hz": 160_000_000 if self.board.port == "esp32" else 125_000_000,
-            "cause": CAUSES[self.board.port][cause],
+            "cause": self._cause_code(cause),
             "rng": rng.hex(),
             "rtc_us": self.now_us + self._rtc_delta_us,
             "epoch": self.board.epoch_year,
