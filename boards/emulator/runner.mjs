@@ -302,6 +302,7 @@ const emu = {
   // One synchronous request to the host; the answer line goes back to Python unparsed.
   req(line) {
     flushOut();
+    sendInterruptChar();
     writeAll(line + "\n");
     const answer = readLine();
     if (answer.charCodeAt(0) === 33) {
@@ -337,6 +338,18 @@ const emu = {
     return flashUsed;
   },
 };
+
+// The serial port's interrupt character (micropython.kbd_intr: 3, or -1 when a program such as
+// mpremote mount takes Ctrl-C as data). The host sees the port's bytes first, so it is told
+// whenever the VM's value changes.
+let lastInterruptChar = 3;
+function sendInterruptChar() {
+  const c = Module._mp_hal_get_interrupt_char();
+  if (c !== lastInterruptChar) {
+    lastInterruptChar = c;
+    send({ kbd: c });
+  }
+}
 
 function u8(x) {
   return Buffer.from(x, "hex");
@@ -455,6 +468,7 @@ async function main() {
       process.exit(3);
     }
     flushOut();
+    sendInterruptChar();
     send({ idle: 1 });
   }
 }

@@ -139,7 +139,9 @@ def setup(cfg_json):
     # Load the board's modules while /rom is still reachable, then put the flash at the root
     # of the file system, as on a board; the rest of the VM's file system (/dev, /tmp, /rom...)
     # stays out of sight.
-    for name in ("time", "os", "gc", "micropython", "machine", "bluetooth", "network",
+    # `micropython` stays the VM's own module: it is the board's (help() and repr() show it
+    # as a board does); the host learns its interrupt character from the runner.
+    for name in ("time", "os", "gc", "machine", "bluetooth", "network",
                  "ntptime", "cryptolib", "random", "hostlink", "sys", "select", "socket",
                  "ssl"):
         mod = __import__("_v" + name)

@@ -538,6 +538,8 @@ class EmulatedBoard:
             # A request may wait on the outside world (stdin, a socket): that is not the
             # firmware stalling.
             self._last_msg_wall = time.monotonic()
+        elif "kbd" in msg:
+            self._kbd_intr = int(msg["kbd"])
         elif "idle" in msg:
             self._state = "idle"
             self._interrupt = False
@@ -739,10 +741,6 @@ class EmulatedBoard:
         return "true" if ok else "false"
 
     # ---- serial input and sockets for running code (sys.stdin, select, socket, ssl) ---------
-    def _q_kbd(self, q: dict[str, Any]) -> str:
-        self._kbd_intr = int(q["c"])
-        return "{}"
-
     def _q_io(self, q: dict[str, Any]) -> str | None:
         op = q["op"]
         try:
