@@ -46,6 +46,7 @@ POLICY = "/policy.json"
 PROVISIONED_FILES = (CONFIG, POLICY, IDENTITY)  # written in this order: identity last
 STREAM_SELFTEST = 15
 DEFAULT_GRACE_S = 7 * 86400
+CONFIG_MAX_BYTES = 64 * 1024  # config.json on a board with a few hundred KB of flash
 _FRAME_RE = re.compile(r"selftest frame=([0-9a-f]+)")
 
 Stage = Callable[[str], None]
@@ -94,12 +95,9 @@ def load_policy(path: Path | None) -> _Policy:
 def load_config(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
-    try:
-        obj = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such config file") from None
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: not a JSON config file ({e})") from None
+    from .safeload import load_json
+
+    obj = load_json(path, "config", limit=CONFIG_MAX_BYTES)
     if not isinstance(obj, dict):
         raise UserError(f"{path}: the config must be a JSON object (docs/device.md)")
     return obj
