@@ -54,9 +54,14 @@ def _summary(r: ProvisionResult) -> str:
 @click.option(
     "--notice-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    default=Path("notices"),
-    show_default=True,
-    help="Where each device's notice (HTML, PNG) is written.",
+    help="Where each device's notice (HTML, PNG) is written (default: notices/ beside the "
+    "registry).",
+)
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Readings store whose device numbers a new device must not reuse, if it exists "
+    "here (default: $ATSOURCE_DB or ~/.local/share/atsource/readings.db).",
 )
 @registry_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result(s) as JSON.")
@@ -67,7 +72,8 @@ def provision_cmd(
     config: Path | None,
     force: bool,
     batch: bool,
-    notice_dir: Path,
+    notice_dir: Path | None,
+    db: Path | None,
     registry_path: Path | None,
     as_json: bool,
 ) -> None:
@@ -83,13 +89,16 @@ def provision_cmd(
       atsource provision --port /dev/ttyACM0 --site plaza-north
       atsource provision --batch --site depot --policy policies/strict.json
     """
+    from .cmd_receive import default_db
+
+    store = db or default_db()
     if not batch:
         if len(ports) != 1:
             raise UserError("name one board with --port (or use --batch for several)")
         err = Console(stderr=True)
         show = err.is_terminal and not as_json
         with (
-            open_registry(registry_path) as reg,
+            open_registry(registry_path, create=True) as reg,
             err.status("connecting", spinner="dots") if show else nullcontext() as status,
         ):
 
@@ -104,8 +113,9 @@ def provision_cmd(
                 policy=policy,
                 config=config,
                 force=force,
-                notice_dir=notice_dir,
+                notice_dir=notice_dir or reg.path.parent / "notices",
                 stage=stage,
+                store=store,
             )
         click.echo(json.dumps(res.as_dict(), indent=2) if as_json else _summary(res))
         return
@@ -113,7 +123,7 @@ def provision_cmd(
     targets = batch_ports(ports)
     err = Console(stderr=True)
     with (
-        open_registry(registry_path) as reg,
+        open_registry(registry_path, create=True) as reg,
         Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -137,8 +147,9 @@ def provision_cmd(
             policy=policy,
             config=config,
             force=force,
-            notice_dir=notice_dir,
+            notice_dir=notice_dir or reg.path.parent / "notices",
             on_stage=on_stage,
+            store=store,
         )
     if as_json:
         out = [

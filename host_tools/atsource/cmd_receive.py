@@ -191,7 +191,7 @@ def receive(
         if src is not None:
             from .registry import Registry
 
-            reg = Registry.open(registry)
+            reg = Registry.open(registry, create=False)
             rx = Receiver(store, reg.key_entry)
 
             def show(res: Any) -> None:

@@ -194,17 +194,20 @@ def provision(
     notice_dir: Path | None = None,
     stage: Stage | None = None,
     reset: bool = True,
+    store: Path | None = None,
 ) -> ProvisionResult:
-    """Provision the board on ``port`` (see the module docstring)."""
+    """Provision the board on ``port`` (see the module docstring). ``store``: a readings
+    store whose device numbers a new device must not get (see ``seen_numbers``)."""
     say: Stage = stage or (lambda _s: None)
     if not site or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", site):
         raise UserError(f"bad site name '{site}': letters, digits, '.', '_' and '-' (max 64)")
     pol = load_policy(policy)
     base_config = load_config(config)
+    seen = seen_numbers(store)
     t0 = time.monotonic()
     say("connecting")
     with connect(port) as dev:
-        result = _provision(dev, site, registry, pol, base_config, force, say)
+        result = _provision(dev, site, registry, pol, base_config, force, say, seen)
         if notice_dir is not None:
             _notice(result, pol, notice_dir)
         if reset:
@@ -223,6 +226,7 @@ def _provision(
     base_config: dict[str, Any],
     force: bool,
     say: Stage,
+    seen: frozenset[int] = frozenset(),
 ) -> ProvisionResult:
     say("checking the board")
     board = dev.detect_board()
@@ -241,7 +245,7 @@ def _provision(
                 f"{dev.port}: the board holds an identity (kid {on_board.hex()}) this registry "
                 "does not know; use --force to provision it as a new device"
             )
-        row, kid = reg.begin_device(bhash, board.name, site, policy_hex)
+        row, kid = reg.begin_device(bhash, board.name, site, policy_hex, seen=seen)
     else:
         pending = reg.pending_kid(row.number)
         active = reg.active_kid(row.number)
@@ -297,6 +301,18 @@ def _provision(
         forced=force,
         warnings=warnings,
     )
+
+
+def seen_numbers(store: Path | None) -> frozenset[int]:
+    """Device numbers a readings store holds frames of, when that store exists here: a new
+    device is numbered above them, so its frames can never meet another device's replay
+    window (a registry restored from an old backup would otherwise issue them again)."""
+    if store is None or not Path(store).is_file():
+        return frozenset()
+    from .store import SQLiteStore
+
+    with SQLiteStore(store) as s:
+        return frozenset(s.device_numbers())
 
 
 def _check_space(dev: Device, files: dict[str, bytes]) -> None:
@@ -423,6 +439,7 @@ def provision_batch(
     notice_dir: Path | None = None,
     on_stage: Callable[[str, str], None] | None = None,
     workers: int | None = None,
+    store: Path | None = None,
 ) -> list[BatchItem]:
     """Provision several boards in parallel (one thread each: the work is waiting on ports).
     One board failing does not stop the others; each item says what happened."""
@@ -444,6 +461,7 @@ def provision_batch(
                 force=force,
                 notice_dir=notice_dir,
                 stage=stage,
+                store=store,
             )
             return BatchItem(port, result=res)
         except UserError as e:

@@ -19,6 +19,8 @@
              stream INTEGER, window_start INTEGER, window_length INTEGER,  -- record keys 7, 0, 1
              record BLOB NOT NULL,                    -- the record, canonical CBOR
              UNIQUE (kid, piv))
+    kid_keys(kid BLOB PRIMARY KEY, key_hash BLOB)   -- fingerprint of the key kid's readings
+                                                     -- were opened with ("kid-reused")
 
 ``accept`` checks the piv against the window *read inside the transaction*, stores the reading
 and writes the advanced window in one ``BEGIN IMMEDIATE`` transaction, so several receivers
@@ -71,6 +73,7 @@ CREATE TABLE IF NOT EXISTS readings (
     record BLOB NOT NULL,
     UNIQUE (kid, piv)
 );
+CREATE TABLE IF NOT EXISTS kid_keys (kid BLOB PRIMARY KEY, key_hash BLOB NOT NULL) WITHOUT ROWID;
 """
 
 _I64 = (1 << 63) - 1
@@ -133,6 +136,18 @@ class Storage(Protocol):
         ...
 
     def readings(self, after_id: int = 0) -> Iterator[Reading]: ...
+
+    def has_reading(self, kid: bytes, piv: int) -> bool:
+        """Whether the reading of (kid, piv) is stored (a resend is then a duplicate)."""
+        ...
+
+    def key_hash(self, kid: bytes) -> bytes | None:
+        """The fingerprint of the key kid's readings were opened with, None if none yet."""
+        ...
+
+    def bind_key(self, kid: bytes, key_hash: bytes) -> None:
+        """Record kid's key fingerprint if none is recorded (in the open transaction)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -324,6 +339,39 @@ class SQLiteStore:
 
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM readings").fetchone()[0])
+
+    # --- duplicates and key bindings (issue 15) ----------------------------------------------
+
+    def has_reading(self, kid: bytes, piv: int) -> bool:
+        try:
+            row = self._db.execute(
+                "SELECT 1 FROM readings WHERE kid = ? AND piv = ?", (kid, piv)
+            ).fetchone()
+        except sqlite3.Error as e:
+            raise StoreError(f"store {self.path}: {e}") from None
+        return row is not None
+
+    def key_hash(self, kid: bytes) -> bytes | None:
+        try:
+            row = self._db.execute("SELECT key_hash FROM kid_keys WHERE kid = ?", (kid,)).fetchone()
+        except sqlite3.Error as e:
+            raise StoreError(f"store {self.path}: {e}") from None
+        return None if row is None else bytes(row[0])
+
+    def bind_key(self, kid: bytes, key_hash: bytes) -> None:
+        try:
+            with self.transaction():
+                self._db.execute("INSERT OR IGNORE INTO kid_keys VALUES (?, ?)", (kid, key_hash))
+        except sqlite3.Error as e:
+            raise StoreError(f"store {self.path}: {e}") from None
+
+    def device_numbers(self) -> set[int]:
+        """Device numbers with at least one accepted reading (provisioning skips them)."""
+        try:
+            rows = self._db.execute("SELECT kid FROM devices WHERE accepted > 0").fetchall()
+        except sqlite3.Error as e:
+            raise StoreError(f"store {self.path}: {e}") from None
+        return {int.from_bytes(bytes(r[0])[:4], "big") for r in rows}
 
     def close(self) -> None:
         self._db.close()

@@ -146,15 +146,15 @@ def test_replays_and_reordering(rx: Receiver, store: SQLiteStore) -> None:
         (11, "replay"),  # 31 below 42: inside, already seen
         (41, "ok"),
         (40, "ok"),
-        (0, "too-old"),  # 42 below: outside the window
+        (0, "duplicate"),  # 42 below: outside the window, but a resend of a stored frame
         (200, "ok"),
-        (43, "too-old"),
+        (43, "too-old"),  # outside the window and never stored: a real loss
     ]
     for n, expect in steps:
         assert outcome(rx, frames[n]) == expect, n
     assert [r.piv for r in store.readings()] == [10, 12, 11, 0, 42, 41, 40, 200]
     assert store.window(KID) == ReplayWindow(200, 1)
-    assert store.stats().rejected == {"replay": 3, "too-old": 2}
+    assert store.stats().rejected == {"replay": 3, "too-old": 1, "duplicate": 1}
 
 
 def test_a_window_of_32_late_frames(rx: Receiver) -> None:
@@ -163,7 +163,7 @@ def test_a_window_of_32_late_frames(rx: Receiver) -> None:
         assert outcome(rx, seal(n)) == "ok"
     assert outcome(rx, seal(68)) == "too-old"  # 32 below
     assert outcome(rx, seal(132)) == "ok"
-    assert outcome(rx, seal(100)) == "too-old"
+    assert outcome(rx, seal(100)) == "duplicate"  # stored earlier: a resend, nothing lost
 
 
 def test_replay_state_is_per_kid(rx: Receiver) -> None:
@@ -258,7 +258,8 @@ def test_every_truncation_and_extension(rx: Receiver, store: SQLiteStore) -> Non
 
 
 def test_rejection_reasons_cover_the_brief() -> None:
-    assert ("oversized", *REASONS, "internal-error") == RECEIVER_REASONS
+    extra = ("duplicate", "kid-reused", "key-unreadable")
+    assert ("oversized", *REASONS, *extra, "internal-error") == RECEIVER_REASONS
 
 
 def test_replay_state_survives_reopening_the_store(db: Path) -> None:

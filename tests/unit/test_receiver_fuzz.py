@@ -110,7 +110,7 @@ def test_fuzz_sequences_match_a_reference_window(steps: list[tuple[int, bool]]) 
         if piv > highest:
             expect = "bad-tag" if tamper else None
         elif highest - piv >= 32:
-            expect = "too-old"
+            expect = "duplicate" if piv in seen and not tamper else "too-old"
         elif piv in seen:
             expect = "replay"
         else:
@@ -163,6 +163,8 @@ def corpus(n: int, seed: int = 1) -> list[bytes]:
         seal(50),  # too-old
         seal(204)[:-1] + b"\x00",  # bad-tag
         seal(205, b"\x01"),  # bad-plaintext
+        seal(150),
+        seal(101),  # duplicate: older than the window, a resend of a stored frame
     ]
     aad = enc_structure(external_aad(KID, b"\x00\xd0"))
     ct = AESCCM(KEY, tag_length=8).encrypt(make_nonce(IV, b"\x00\xd0"), PT, aad)
@@ -190,8 +192,14 @@ def test_stats_after_a_fuzz_run_show_every_reason(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     st = json.loads(r.stdout)["stats"]
     assert st["rejected"].pop("internal-error") == 0
+    # These two need a registry in trouble (tests/unit/test_registry_safety.py), not a frame.
+    assert st["rejected"].pop("kid-reused") == st["rejected"].pop("key-unreadable") == 0
     assert all(n > 0 for n in st["rejected"].values()), st["rejected"]
-    assert set(st["rejected"]) == set(RECEIVER_REASONS) - {"internal-error"}
+    assert set(st["rejected"]) == set(RECEIVER_REASONS) - {
+        "internal-error",
+        "kid-reused",
+        "key-unreadable",
+    }
     assert st["accepted"] + st["rejected_total"] == summary.frames
 
 

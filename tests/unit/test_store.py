@@ -30,7 +30,7 @@ def test_schema_and_wal(db: Path) -> None:
     con = sqlite3.connect(db)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert tables == {"meta", "devices", "rejections", "readings"}
+    assert tables == {"meta", "devices", "rejections", "readings", "kid_keys"}
     assert con.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION)
     cols = [r[1] for r in con.execute("PRAGMA table_info(readings)")]
     assert cols == [
