@@ -6,8 +6,8 @@ harmless:
 1. Connect (Ctrl-C, raw REPL, soft reset), check the firmware is deployed, read the board's
    unique id (the registry keeps only its hash) and what the board already holds.
 2. Registry, one transaction: allocate the device number and a *pending* key generation whose
-   master secret and RNG seed are drawn on the host and sealed at once. A pending key is unknown
-   to the receiver.
+   master secret and RNG seed are drawn on the host and sealed at once. The receiver accepts
+   a pending key already, so a board rebooted mid-way loses nothing (docs/uplink.md).
 3. Board: write ``config.json.new``, ``policy.json.new``, ``identity.json.new``, then rename each
    over its file, identity last. Leftover ``.new`` files from an interrupted attempt are removed
    first (rolled back); the files are then rewritten from the registry (finished).
@@ -385,6 +385,7 @@ def rotate(
         hash4 = _board_policy_hash4(dev) if pol else bytes(4)
         opened, _ = verify(dev, kid, key, iv, hash4)
         registry.activate(kid, old="retire", grace_s=grace_s, verified_piv=opened.piv)
+        say("restarting")
         dev.soft_reboot()
     old_row = next((k for k in registry.keys(number) if k.kid == old), None)
     return RotateResult(

@@ -12,7 +12,8 @@ random key on first use. A check value in the database makes a wrong key fail wi
 line instead of garbage. Boards are known by the SHA-256 of ``machine.unique_id()``, never by the
 raw id. Nothing here prints or logs a secret; reprs hide them.
 
-Key generations (``keys`` table): ``pending`` (being provisioned: unknown to the receiver),
+Key generations (``keys`` table): ``pending`` (being provisioned: the receiver already accepts
+its frames, so an interrupted transition loses none; docs/uplink.md, "Key transitions"),
 ``active`` (the device's current key), ``retired`` (rotated out: valid until ``valid_until``,
 then it counts as revoked), ``revoked`` (refused at once).
 """
@@ -437,13 +438,15 @@ class Registry:
 
     # ---- the receiver's API ------------------------------------------------------------------
     def key_entry(self, kid: bytes) -> KeyEntry | None:
-        """Key and context IV for a kid, or None when unknown (or still pending). A retired
-        generation past its grace period, and a revoked one, come back with revoked=True."""
+        """Key and context IV for a kid, or None when unknown. A pending generation is valid:
+        its secret went to one board only, so a frame that opens with it is that board's (an
+        interrupted provision or rotate must not lose what the board seals meanwhile). A
+        retired generation past its grace period, and a revoked one, come back revoked."""
         with self._guard() as db:
             row = db.execute(
                 "SELECT state, master, valid_until FROM keys WHERE kid = ?", (bytes(kid),)
             ).fetchone()
-        if row is None or row[0] == "pending":
+        if row is None:
             return None
         state, blob, valid_until = row
         master = self._secret(bytes(blob), _kid_aad(kid))
