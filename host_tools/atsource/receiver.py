@@ -77,9 +77,8 @@ class RegistryError(UserError):
 def key_hash(kid: bytes, entry: KeyEntry) -> bytes:
     """A one-way fingerprint of a kid's key and context IV, kept in the store: a kid issued
     again with another key is then told apart ("kid-reused") from the first one."""
-    return hashlib.sha256(b"atsource kid key v1\0" + kid + entry.key + entry.context_iv).digest()[
-        :16
-    ]
+    data = b"atsource kid key v1\0" + kid + entry.key + entry.context_iv
+    return hashlib.sha256(data).digest()[:16]
 
 
 @dataclass(frozen=True)

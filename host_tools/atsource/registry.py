@@ -8,9 +8,17 @@ with AES-256-GCM under the registry key; the associated data names the row and c
 ciphertext moved to another row does not decrypt. The registry key comes from
 ``$ATSOURCE_REGISTRY_KEY`` (32 bytes as 64 hex digits or base64), else from the key file
 ``$ATSOURCE_REGISTRY_KEY_FILE``, else ``<db>.key`` next to the database, created 0600 with a fresh
-random key on first use. A check value in the database makes a wrong key fail with one clear
+random key together with a new registry, and never on opening an existing one; a key file that
+others may read is refused. A check value in the database makes a wrong key fail with one clear
 line instead of garbage. Boards are known by the SHA-256 of ``machine.unique_id()``, never by the
 raw id. Nothing here prints or logs a secret; reprs hide them.
+
+Safety (docs/host-tools.md, "The registry"): a file is opened only if it is an atsource registry
+(application id, format row, ``PRAGMA quick_check``); an empty, foreign or damaged file, a lock
+held elsewhere ("registry busy"), a row that does not decrypt are each one line naming the file
+(and the restore command), never a traceback. ``backup``/``restore`` copy it with the secrets
+still encrypted. Device numbers only go up (a high-water mark, and above any number a readings
+store has seen).
 
 Key generations (``keys`` table): ``pending`` (being provisioned: the receiver already accepts
 its frames, so an interrupted transition loses none; docs/uplink.md, "Key transitions"),
@@ -206,6 +214,19 @@ def _sqlite_error(path: Path, e: sqlite3.Error) -> UserError:
     return UserError(f"registry {path}: {text}")
 
 
+def _link(tmp: Path, dest: Path) -> bool:
+    """Put a finished file in place only if nothing is there (False if something is)."""
+    try:
+        os.link(tmp, dest)
+    except FileExistsError:
+        return False
+    except OSError:  # a file system without hard links: nearly as good
+        if dest.exists():
+            return False
+        os.rename(tmp, dest)
+    return True
+
+
 def _is_sqlite(path: Path) -> bool:
     with open(path, "rb") as f:
         return f.read(16) == b"SQLite format 3\0"
@@ -235,12 +256,18 @@ class Registry:
     # ---- opening -----------------------------------------------------------------------------
     @classmethod
     def open(
-        cls, path: Path | None = None, *, create: bool = True, key_for: Path | None = None
+        cls,
+        path: Path | None = None,
+        *,
+        create: bool = True,
+        key_for: Path | None = None,
+        readonly: bool = False,
     ) -> Registry:
         """Open the registry at ``path``; create it (and its key file) only when no file is
         there and ``create`` is true. An empty file, a file that is not an atsource registry,
         a damaged one, a missing or world-readable key file: one line, nothing written.
-        ``key_for``: take the key of that registry path instead (checking a backup)."""
+        ``key_for``: take the key of that registry path instead, and ``readonly``: change
+        nothing in the file (both for checking a backup)."""
         path = Path(path) if path is not None else default_path()
         if not path.exists():
             if not create:
@@ -256,13 +283,18 @@ class Registry:
                 f"{path} is an empty file, not a registry: {restore_hint(path)} (or delete it "
                 "to start a new fleet: its device numbers would be issued again)"
             )
-        elif not _is_sqlite(path):
+        try:
+            sqlite = _is_sqlite(path)
+        except OSError as e:
+            raise UserError(f"cannot read the registry {path}: {e.strerror or e}") from None
+        if not sqlite:
             raise RegistryDamaged(f"{path} is not an atsource registry (not a SQLite database)")
-        with contextlib.suppress(OSError):
-            os.chmod(path, 0o600)
+        if not readonly:
+            with contextlib.suppress(OSError):
+                os.chmod(path, 0o600)
         try:
             conn = sqlite3.connect(
-                f"file:{path}?mode=rw",
+                f"file:{path}?mode={'ro' if readonly else 'rw'}",
                 uri=True,
                 timeout=BUSY_TIMEOUT_S,
                 check_same_thread=False,
@@ -271,7 +303,7 @@ class Registry:
         except sqlite3.Error as e:
             raise _sqlite_error(path, e) from None
         try:
-            cls._identify(path, conn)
+            cls._identify(path, conn, readonly)
             key = cls._load_key(key_for or path)
             reg = cls(path, conn, key)
             reg._check_key()
@@ -305,8 +337,7 @@ class Registry:
                 )
             finally:
                 conn.close()
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
+            _link(tmp, path)  # False: another process made it first, as good
         except sqlite3.Error as e:
             raise UserError(f"cannot create the registry {path}: {e}") from None
         finally:
@@ -314,7 +345,7 @@ class Registry:
                 os.unlink(tmp)
 
     @staticmethod
-    def _identify(path: Path, conn: sqlite3.Connection) -> None:
+    def _identify(path: Path, conn: sqlite3.Connection, readonly: bool = False) -> None:
         """Refuse a SQLite file that is not ours (e.g. the readings store) and a damaged one;
         mark a registry made before the marks existed."""
         try:
@@ -334,6 +365,8 @@ class Registry:
                         f"{path} is not an atsource registry (a SQLite database of something "
                         "else: the readings store?)"
                     )
+                if readonly:
+                    return
                 # Made by an earlier version: give it its marks.
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 conn.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (FORMAT.encode(),))
@@ -708,10 +741,8 @@ def _copy_db(db: sqlite3.Connection, dest: Path) -> None:
             out.close()
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        try:
-            os.link(tmp, dest)
-        except FileExistsError:
-            raise UserError(f"{dest} exists: give a new file name") from None
+        if not _link(tmp, dest):
+            raise UserError(f"{dest} exists: give a new file name")
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -739,7 +770,7 @@ def restore(src: Path, path: Path | None = None, *, force: bool = False) -> tupl
     src = Path(src)
     if not src.is_file():
         raise UserError(f"no backup file {src}")
-    with Registry.open(src, create=False, key_for=path) as b:
+    with Registry.open(src, create=False, key_for=path, readonly=True) as b:
         with b._guard() as db:
             rows = db.execute("SELECT kid, master, seed FROM keys").fetchall()
             n = int(db.execute("SELECT count(*) FROM devices").fetchone()[0])
