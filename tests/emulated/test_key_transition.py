@@ -1,6 +1,7 @@
 """End-to-end delivery across interrupted key transitions (issue 15, docs/uplink.md "Key
 transitions"): `keys rotate` and `provision --force` are interrupted at each of their steps
-(the host killed, then the board's power cut), the board runs and sends records meanwhile, then
+(the host killed, then the board's power cut; or the power cut in the middle of a step), the
+board runs and sends records meanwhile, then
 the same command is run again. Every frame the board delivers goes at once to a live receiver
 on the real registry, and the delivery is confirmed whatever the receiver says, as an MQTT
 broker's PUBACK is: so a frame the receiver refuses is a frame lost. None may be."""
@@ -17,6 +18,7 @@ from atsource import keys as keymod
 from atsource import policy as host_policy
 from atsource.deploy import deploy
 from atsource.emulator.api import ServedBoard, serve_board
+from atsource.errors import DeviceError
 from atsource.provision import provision, rotate
 from atsource.receiver import Receiver, Result
 from atsource.registry import KEY_ENV, KEY_FILE_ENV, Registry
@@ -35,6 +37,7 @@ PROVISION_STEPS = [
     "verifying a sealed frame",
     "restarting",
 ]
+CUT_STEPS = ["committing identity.json", "verifying a sealed frame"]
 HARMLESS = {None, "replay", "duplicate"}  # a resend after a power cut: nothing lost
 
 
@@ -115,6 +118,18 @@ def test_interrupted_rotate_and_provision_lose_no_frame(flash: Path, tmp_path: P
             # rerun is one more rotation).
             r = rotate(b.port, number, registry=reg)
             kids.add(bytes.fromhex(r.kid))
+            _traffic(b, live)
+
+        for step in CUT_STEPS:  # the board's power cut in the middle of the step instead
+
+            def cut(stage: str, step: str = step) -> None:
+                if stage == step:
+                    b.power_cut(0.2)
+
+            with pytest.raises(DeviceError):
+                rotate(b.port, number, registry=reg, stage=cut)
+            _traffic(b, live)
+            kids.add(bytes.fromhex(rotate(b.port, number, registry=reg).kid))
             _traffic(b, live)
 
         for step in PROVISION_STEPS:
