@@ -37,6 +37,8 @@ def _policy_with(name_json: str) -> str:
 HOSTILE = {
     # RecursionError today: nested 5,000 deep (well under the size limit).
     "deep": ('{"a":' * 5000 + "1" + "}" * 5000, "nested deeper than 32 levels"),
+    # The lab's file: 100,000 deep is 200 KB, refused by size before any parsing.
+    "deep100k": ("[" * 100_000 + "]" * 100_000, "too large for a policy file"),
     # ValueError today: Python refuses to convert a 5,000-digit integer.
     "bigint": (DEFAULT_TEXT.replace('"policy": 1', '"policy": 1' + "0" * 5000), "5001 digits"),
     # Passes `policy check` today and crashes `notice` with UnicodeEncodeError.
