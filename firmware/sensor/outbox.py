@@ -64,6 +64,7 @@ class Outbox:
         self._end = _HDR  # end of the last whole entry
         self._exists = False  # whether the log file holds a valid header
         self._dirty = False  # head or dropped changed since the head record was written
+        self._saved = 0  # the drop total the head record on flash holds
         self._suspect = False  # a failed write may have left part of an entry
         self._buf = bytearray(_EHDR + MAX_FRAME)
         self._mv = memoryview(self._buf)
@@ -104,6 +105,7 @@ class Outbox:
         # depth; a torn tail is cut off.
         rec = self._read_head_record()
         self.dropped = rec[2] if rec else 0
+        self._saved = self.dropped  # the total in the head record on flash
         self._dirty = False
         self._suspect = False
         gen = -1
@@ -282,10 +284,15 @@ class Outbox:
         flash leaves it for later: the only risk is a frame delivered twice."""
         if not self._dirty:
             return
-        if not self._exists and not self.dropped:
-            _remove(self.head_path)
-            self._dirty = False
-            return
+        if not self._exists:
+            # Drained: the head record only has the drop total left to keep. If it holds it
+            # already, leave it: its generation is now an old one, which open() reads as "no
+            # log" (one write less per drain, as before any drop).
+            if not self.dropped:
+                _remove(self.head_path)
+            if not self.dropped or self.dropped == self._saved:
+                self._dirty = False
+                return
         dead = self._head - _HDR
         try:
             if self._exists and dead >= _COMPACT_AT and dead >= self._end - self._head:
@@ -322,6 +329,7 @@ class Outbox:
             raise
         os.rename(tmp, self.head_path)
         self.writes += 1
+        self._saved = self.dropped
         self._dirty = False
 
     # ---- appending -------------------------------------------------------------------------------

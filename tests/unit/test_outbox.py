@@ -80,6 +80,16 @@ def test_capacity_drops_oldest_and_counts_across_reboots(tmp_path: Path) -> None
     # Drained, the total stays (the head record outlives the log once anything was dropped).
     ob.confirm()
     assert ob.depth == 0 and Outbox(p, capacity=1).dropped == 6
+    # ...and costs no extra write: one append per frame, as with nothing ever dropped.
+    before = ob.writes
+    for i in range(5):
+        ob.append(frame(i))
+        ob.confirm()
+    assert ob.writes - before == 5
+    ob = Outbox(p, capacity=1)
+    assert ob.dropped == 6 and ob.depth == 0
+    ob.append(frame(7))
+    assert list(Outbox(p, capacity=1)) == [frame(7)]
 
 
 def test_dead_prefix_is_compacted(tmp_path: Path) -> None:
