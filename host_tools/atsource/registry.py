@@ -367,13 +367,21 @@ class Registry:
                     )
                 if readonly:
                     return
-                # Made by an earlier version: give it its marks.
-                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                conn.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (FORMAT.encode(),))
-                conn.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('registry_id', ?)",
-                    (os.urandom(16).hex().encode(),),
-                )
+                # Made by an earlier version: give it its marks (later, if the file cannot be
+                # written now: a receiver may only read it).
+                with contextlib.suppress(sqlite3.OperationalError):
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                    conn.execute(
+                        "INSERT OR IGNORE INTO meta VALUES ('format', ?)", (FORMAT.encode(),)
+                    )
+                    conn.execute(
+                        "INSERT OR IGNORE INTO meta VALUES ('registry_id', ?)",
+                        (os.urandom(16).hex().encode(),),
+                    )
+                    conn.execute("COMMIT")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
         except sqlite3.Error as e:
             raise _sqlite_error(path, e) from None
 
