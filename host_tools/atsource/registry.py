@@ -40,6 +40,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -281,7 +282,8 @@ class Registry:
         elif path.stat().st_size == 0:
             raise RegistryDamaged(
                 f"{path} is an empty file, not a registry: {restore_hint(path)} (or delete it "
-                "to start a new fleet: its device numbers would be issued again)"
+                "to start a new registry, provisioning with the readings store at hand, --db, "
+                "so that no device number is issued twice)"
             )
         try:
             sqlite = _is_sqlite(path)
@@ -294,7 +296,7 @@ class Registry:
                 os.chmod(path, 0o600)
         try:
             conn = sqlite3.connect(
-                f"file:{path}?mode={'ro' if readonly else 'rw'}",
+                f"file:{quote(str(path))}?mode={'ro' if readonly else 'rw'}",
                 uri=True,
                 timeout=BUSY_TIMEOUT_S,
                 check_same_thread=False,
@@ -815,7 +817,7 @@ def restore(src: Path, path: Path | None = None, *, force: bool = False) -> tupl
         if journal.exists():
             os.replace(journal, kept.with_name(kept.name + "-journal"))
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    src_conn = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
+    src_conn = sqlite3.connect(f"file:{quote(str(src))}?mode=ro", uri=True)
     try:
         _copy_db(src_conn, path)
     except sqlite3.Error as e:
