@@ -391,7 +391,9 @@ class App:
         gc.collect()
         up = hal.ticks_diff(hal.ticks_ms(), self.boot_ms) // 1000
         depth = self.uplink.depth if self.uplink is not None else 0
-        dropped = self.uplink.take_dropped() if self.uplink is not None else 0
+        # The total ever dropped, not a delta: a health record shed by a full outbox then
+        # loses nothing, the next one that arrives still tells the whole count.
+        dropped = self.uplink.dropped if self.uplink is not None else 0
         errors = self.errors
         fields = {
             20: up,

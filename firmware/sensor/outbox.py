@@ -4,8 +4,10 @@
 # /outbox.log   header b"AOB" 0x01 gen(4), then entries: len(2) crc32(4) frame(len); the CRC
 #               covers the length bytes and the frame.
 # /outbox.head  magic b"OBH1" gen(4) head(4) dropped(4) crc32(4): the offset of the oldest
-#               unconfirmed entry in the log of generation gen, and the frames dropped since
-#               the last health record. Written to a temporary file and renamed (atomic).
+#               unconfirmed entry in the log of generation gen, and the frames dropped in the
+#               outbox's life (monotonic, never cleared: every health record carries it, so
+#               losses are known however many health records were dropped themselves).
+#               Written to a temporary file and renamed (atomic).
 #
 # An append is one write to the end of the log, made durable by close. A power cut can only
 # leave a torn last entry, which the next open() finds (bad length or CRC) and cuts off. A head
@@ -56,12 +58,13 @@ class Outbox:
         self.capacity = capacity
         self.writes = 0  # durable file writes (appends, head records, rewrites)
         self.depth = 0  # frames waiting
-        self.dropped = 0  # frames dropped since the last take_dropped()
+        self.dropped = 0  # frames dropped, ever (persisted with the head; never decreases)
         self._gen = 0
         self._head = _HDR  # offset of the oldest waiting entry
         self._end = _HDR  # end of the last whole entry
         self._exists = False  # whether the log file holds a valid header
         self._dirty = False  # head or dropped changed since the head record was written
+        self._saved = 0  # the drop total the head record on flash holds
         self._suspect = False  # a failed write may have left part of an entry
         self._buf = bytearray(_EHDR + MAX_FRAME)
         self._mv = memoryview(self._buf)
@@ -102,6 +105,7 @@ class Outbox:
         # depth; a torn tail is cut off.
         rec = self._read_head_record()
         self.dropped = rec[2] if rec else 0
+        self._saved = self.dropped  # the total in the head record on flash
         self._dirty = False
         self._suspect = False
         gen = -1
@@ -256,18 +260,17 @@ class Outbox:
             if not self.depth:
                 self._drain()
 
-    def take_dropped(self):
-        """Frames dropped since the last call (for the health record); clears the count."""
-        n = self.dropped
-        if n:
-            self.dropped = 0
-            self._dirty = True
-            self.sync()
-        return n
+    def lost(self):
+        """Count a record lost before it reached the outbox (it could not be sealed or
+        stored); persisted at once, like every drop."""
+        self.dropped += 1
+        self._dirty = True
+        self.sync()
 
     def _drain(self):
         # Everything confirmed: delete the log first. A cut before the head record is updated
         # leaves a head without a log, which open() ignores (it keeps only the dropped count).
+        # Once anything was dropped, the head record stays for good: it holds the total.
         _remove(self.path)
         self._exists = False
         self._suspect = False
@@ -281,10 +284,15 @@ class Outbox:
         flash leaves it for later: the only risk is a frame delivered twice."""
         if not self._dirty:
             return
-        if not self._exists and not self.dropped:
-            _remove(self.head_path)
-            self._dirty = False
-            return
+        if not self._exists:
+            # Drained: the head record only has the drop total left to keep. If it holds it
+            # already, leave it: its generation is now an old one, which open() reads as "no
+            # log" (one write less per drain, as before any drop).
+            if not self.dropped:
+                _remove(self.head_path)
+            if not self.dropped or self.dropped == self._saved:
+                self._dirty = False
+                return
         dead = self._head - _HDR
         try:
             if self._exists and dead >= _COMPACT_AT and dead >= self._end - self._head:
@@ -321,6 +329,7 @@ class Outbox:
             raise
         os.rename(tmp, self.head_path)
         self.writes += 1
+        self._saved = self.dropped
         self._dirty = False
 
     # ---- appending -------------------------------------------------------------------------------

@@ -36,11 +36,8 @@ class Uplink:
 
     @property
     def dropped(self):
+        """Records lost in the device's life (persisted, monotonic): health record key 27."""
         return self.outbox.dropped
-
-    def take_dropped(self):
-        """Frames dropped since the last call (for the next health record)."""
-        return self.outbox.take_dropped()
 
     def submit(self, record):
         """Pad, seal and store one encoded CBOR record. True once it is durable in the
@@ -56,7 +53,7 @@ class Uplink:
                 if e.args and e.args[0] == _ENOSPC and self.outbox.shed():
                     continue
                 break
-        self.outbox.dropped += 1
+        self.outbox.lost()
         return False
 
     def pump(self, budget_ms=5000):

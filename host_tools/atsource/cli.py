@@ -236,7 +236,7 @@ main.add_command(policy_group)
 
 from .cmd_deploy import deploy_cmd  # noqa: E402
 from .cmd_flash import flash_cmd  # noqa: E402
-from .cmd_keys import devices, keys  # noqa: E402
+from .cmd_keys import devices, keys, registry_group  # noqa: E402
 from .cmd_provision import provision_cmd  # noqa: E402
 
 main.add_command(flash_cmd)
@@ -244,6 +244,7 @@ main.add_command(deploy_cmd)
 main.add_command(provision_cmd)
 main.add_command(devices)
 main.add_command(keys)
+main.add_command(registry_group)
 
 from .cmd_ports import ports_cmd  # noqa: E402
 

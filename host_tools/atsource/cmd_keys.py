@@ -33,8 +33,9 @@ def registry_option(f: F) -> F:
     )(f)
 
 
-def open_registry(path: Path | None) -> Registry:
-    return Registry.open(path)
+def open_registry(path: Path | None, *, create: bool = False) -> Registry:
+    """The registry; only provisioning creates one (a read never makes a file or a key)."""
+    return Registry.open(path, create=create)
 
 
 def parse_device(text: str) -> int:
@@ -353,3 +354,69 @@ def keys_revoke(
         click.echo(f"dev-{number:06d}: nothing left to revoke")
     for k in kids:
         click.echo(f"dev-{number:06d}: revoked kid {k.hex()}")
+
+
+# ---- registry backup and restore -----------------------------------------------------------
+
+
+@click.group("registry")
+def registry_group() -> None:
+    """The registry file itself: backup and restore (secrets stay encrypted)."""
+
+
+@registry_group.command("backup")
+@click.argument("dest", type=click.Path(path_type=Path, dir_okay=False))
+@registry_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def registry_backup(dest: Path, registry_path: Path | None, as_json: bool) -> None:
+    """Copy the registry to DEST (a new file, mode 0600), consistent even while in use.
+
+    The secrets in the copy stay encrypted under the registry key, and the key is not in the
+    copy: keep the key file apart from the backups (both are needed to restore).
+
+    \b
+    Example:
+      atsource registry backup /media/backup/registry-$(date +%F).db
+    """
+    from .registry import backup
+
+    with open_registry(registry_path) as reg:
+        n = backup(reg, dest)
+        src = reg.path
+    if as_json:
+        click.echo(json.dumps({"registry": str(src), "backup": str(dest), "devices": n}))
+        return
+    click.echo(f"registry {src}: {n} device(s) backed up to {dest}")
+
+
+@registry_group.command("restore")
+@click.argument("src", type=click.Path(path_type=Path, dir_okay=False))
+@registry_option
+@click.option("--force", is_flag=True, help="Replace a registry that still works.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def registry_restore(src: Path, registry_path: Path | None, force: bool, as_json: bool) -> None:
+    """Put the backup SRC in place of the registry (stop other atsource processes first).
+
+    The backup must be a whole atsource registry whose every secret decrypts with this
+    registry's key. A damaged or empty registry file is kept beside it (.damaged-TIME); a
+    working one is replaced only with --force (kept as .replaced-TIME).
+
+    \b
+    Example:
+      atsource registry restore /media/backup/registry-2026-11-30.db
+    """
+    from .registry import default_path, restore
+
+    path = registry_path or default_path()
+    n, kept = restore(src, path, force=force)
+    if as_json:
+        out = {"registry": str(path), "backup": str(src), "devices": n, "kept": str(kept or "")}
+        click.echo(json.dumps(out))
+        return
+    click.echo(f"registry {path}: restored from {src} ({n} device(s))")
+    if kept is not None:
+        click.echo(f"  the previous file is kept as {kept}")
+    click.echo(
+        "  devices provisioned after that backup are not in it: provision them again with "
+        "--force, where the readings store is reachable (--db), so no number is issued twice"
+    )

@@ -63,7 +63,7 @@ def resolve(
         raise UserError(
             f"{ref}: no registry at {reg_path}: provision a device or give a policy file"
         )
-    with Registry.open(reg_path) as reg:
+    with Registry.open(reg_path, create=False) as reg:
         row = reg.device(number)
     if row is None:
         raise UserError(f"{ref}: no device {number} in the registry")

@@ -57,9 +57,15 @@ def _summary(r: ProvisionResult) -> str:
 @click.option(
     "--notice-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    default=Path("notices"),
-    show_default=True,
-    help="Where each device's notice (HTML, PNG) is written.",
+    help="Where each device's notice (HTML, PNG) is written (default: notices/ beside the "
+    "registry).",
+)
+@click.option(
+    "--db",
+    metavar="PATH|URL",
+    help="Readings store whose device numbers a new device must not reuse: a SQLite file, "
+    "if it exists here, or postgresql://user@host/db (default: $ATSOURCE_DB, else "
+    "~/.local/share/atsource/readings.db).",
 )
 @click.option(
     "--place",
@@ -83,7 +89,8 @@ def provision_cmd(
     config: Path | None,
     force: bool,
     batch: bool,
-    notice_dir: Path,
+    notice_dir: Path | None,
+    db: str | None,
     place: str | None,
     location: str | None,
     lang: str,
@@ -112,6 +119,9 @@ def provision_cmd(
     loc = parse_location(location) if location else None
     if batch and loc is not None:
         raise UserError("--location names one sensor's position: not with --batch")
+    from .store import default_db
+
+    store = db or default_db()
     if not batch:
         if len(ports) > 1:
             raise UserError("name one board with --port (or use --batch for several)")
@@ -121,7 +131,7 @@ def provision_cmd(
         err = Console(stderr=True)
         show = err.is_terminal and not as_json
         with (
-            open_registry(registry_path) as reg,
+            open_registry(registry_path, create=True) as reg,
             err.status("connecting", spinner="dots") if show else nullcontext() as status,
         ):
 
@@ -136,11 +146,12 @@ def provision_cmd(
                 policy=policy,
                 config=config,
                 force=force,
-                notice_dir=notice_dir,
+                notice_dir=notice_dir or reg.path.parent / "notices",
                 stage=stage,
                 place=place,
                 location=loc,
                 lang=lang,
+                store=store,
             )
         click.echo(json.dumps(res.as_dict(), indent=2) if as_json else _summary(res))
         return
@@ -148,7 +159,7 @@ def provision_cmd(
     targets = batch_ports(ports)
     err = Console(stderr=True)
     with (
-        open_registry(registry_path) as reg,
+        open_registry(registry_path, create=True) as reg,
         Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -172,10 +183,11 @@ def provision_cmd(
             policy=policy,
             config=config,
             force=force,
-            notice_dir=notice_dir,
+            notice_dir=notice_dir or reg.path.parent / "notices",
             on_stage=on_stage,
             place=place,
             lang=lang,
+            store=store,
         )
     if as_json:
         out = [

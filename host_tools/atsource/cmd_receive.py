@@ -321,6 +321,7 @@ def receive(
         if src is not None:
             from .registry import Registry
 
+            reg = Registry.open(registry, create=False)  # (before anything is written)
             register_policies(store, policy_files)
             if isinstance(src, MqttSource):
                 if src.client_id is None:
@@ -331,7 +332,6 @@ def receive(
                     click.echo(f"receive: subscribed to {sub} as {cid}", err=True)
 
                 src.on_ready = ready
-            reg = Registry.open(registry)
             rx = Receiver(store, reg.key_entry)
             metrics = None
             if listen is not None:

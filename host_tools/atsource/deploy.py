@@ -24,6 +24,7 @@ from . import firmware_build
 from .boards import Board, load_board
 from .device import Device, connect, sha256_hex
 from .errors import DeviceError, UserError
+from .safeload import parse_json
 
 MANIFEST = "/manifest.json"
 # Files the firmware and `atsource provision` own: a deploy never removes or overwrites them.
@@ -133,8 +134,8 @@ def _old_manifest(dev: Device) -> tuple[bytes | None, list[str]]:
     except FileNotFoundError:
         return None, []
     try:
-        files = list(json.loads(raw)["files"])
-    except (ValueError, KeyError, TypeError):
+        files = list(parse_json(raw.decode("utf-8"), MANIFEST)["files"])
+    except (UserError, ValueError, KeyError, TypeError):
         return raw, []  # a damaged manifest: rewrite it, remove nothing on its word
     return raw, [p for p in files if isinstance(p, str) and p.startswith("/")]
 

@@ -31,7 +31,7 @@ from mpremote.transport_serial import SerialTransport
 from serial.tools import list_ports
 
 from .boards import Board, board_names, load_board
-from .errors import DeviceError
+from .errors import DeviceError, UserError
 
 MPREMOTE_VERSION = "1.29.0"
 BANNER = b"raw REPL; CTRL-B to exit\r\n"
@@ -296,10 +296,11 @@ class Device:
         same_port = [b for b in boards if b.port == info.get("sysname")]
         if len(same_port) == 1:
             return same_port[0]
-        with contextlib.suppress(DeviceError, FileNotFoundError, ValueError, KeyError):
-            import json
+        with contextlib.suppress(UserError, FileNotFoundError, ValueError, KeyError, TypeError):
+            from .safeload import parse_json
 
-            return load_board(json.loads(self.read_file("/board.json"))["name"])
+            raw = self.read_file("/board.json").decode("utf-8")
+            return load_board(parse_json(raw, "/board.json")["name"])
         raise DeviceError(
             f"cannot tell which board is on {self.port} ({info.get('machine', '?')}): "
             f"name it with --board ({', '.join(b.name for b in boards)})"

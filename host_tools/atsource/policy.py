@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from .errors import UserError
 VERSION = 1
 DAY_S = 86400
 URL_MAX = 200
+MAX_FILE_BYTES = 64 * 1024  # a policy file; the shipped ones are under 2 KB
 POLICIES = paths.ROOT / "policies"
 DEFAULT = POLICIES / "default.json"
 
@@ -78,7 +78,13 @@ def _check_canonical(v: Any, path: str) -> None:
     elif isinstance(v, list | tuple):
         for i, x in enumerate(v):
             _check_canonical(x, f"{path}[{i}]")
-    elif not (v is None or isinstance(v, bool | int | str)):
+    elif isinstance(v, str):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            where = path or "policy"
+            raise UserError(f"{where}: not valid Unicode text (lone surrogate)") from None
+    elif not (v is None or isinstance(v, bool | int)):
         raise UserError(f"{path or 'policy'}: {type(v).__name__} is not a JSON value")
 
 
@@ -378,27 +384,14 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> Obj:
 
 
 def parse_policy(path: Path) -> Obj:
-    """Read a policy file as JSON (no validation); UserError when it cannot be read."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such policy file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: cannot read policy: {e}") from None
-    reject_constant: Callable[[str], Any] = _reject_constant
-    try:
-        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=reject_constant)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not JSON: {e}") from None
-    except UserError as e:
-        raise UserError(f"{path}: {e}") from None
+    """Read a policy file as JSON (no validation); UserError when it cannot be read or breaks
+    the limits every file the tools read obeys (size, nesting, integers, Unicode: safeload)."""
+    from .safeload import load_json
+
+    obj = load_json(path, "policy", limit=MAX_FILE_BYTES, object_pairs_hook=_no_duplicates)
     if not isinstance(obj, dict):
         raise UserError(f"{path}: policy: must be a JSON object")
     return obj
-
-
-def _reject_constant(name: str) -> Any:
-    raise UserError(f"{name} is not allowed")
 
 
 def load_policy(path: Path | str) -> Obj:

@@ -6,8 +6,8 @@ harmless:
 1. Connect (Ctrl-C, raw REPL, soft reset), check the firmware is deployed, read the board's
    unique id (the registry keeps only its hash) and what the board already holds.
 2. Registry, one transaction: allocate the device number and a *pending* key generation whose
-   master secret and RNG seed are drawn on the host and sealed at once. A pending key is unknown
-   to the receiver.
+   master secret and RNG seed are drawn on the host and sealed at once. The receiver accepts
+   a pending key already, so a board rebooted mid-way loses nothing (docs/uplink.md).
 3. Board: write ``config.json.new``, ``policy.json.new``, ``identity.json.new``, then rename each
    over its file, identity last. Leftover ``.new`` files from an interrupted attempt are removed
    first (rolled back); the files are then rewritten from the registry (finished).
@@ -46,6 +46,7 @@ POLICY = "/policy.json"
 PROVISIONED_FILES = (CONFIG, POLICY, IDENTITY)  # written in this order: identity last
 STREAM_SELFTEST = 15
 DEFAULT_GRACE_S = 7 * 86400
+CONFIG_MAX_BYTES = 64 * 1024  # config.json on a board with a few hundred KB of flash
 _FRAME_RE = re.compile(r"selftest frame=([0-9a-f]+)")
 
 Stage = Callable[[str], None]
@@ -95,12 +96,9 @@ def load_policy(path: Path | None) -> _Policy:
 def load_config(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
-    try:
-        obj = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such config file") from None
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: not a JSON config file ({e})") from None
+    from .safeload import load_json
+
+    obj = load_json(path, "config", limit=CONFIG_MAX_BYTES)
     if not isinstance(obj, dict):
         raise UserError(f"{path}: the config must be a JSON object (docs/device.md)")
     # The device would ignore a bad setting and run without it (no Wi-Fi, no uplink): refuse
@@ -205,20 +203,23 @@ def provision(
     place: str | None = None,
     location: tuple[float, float] | None = None,
     lang: str = "en",
+    store: str | Path | None = None,
 ) -> ProvisionResult:
     """Provision the board on ``port`` (see the module docstring). ``place`` (a name people
     read, "Plaza South, by the fountain") and ``location`` (lat, lon; published only coarsened
-    to the policy's grid) go to the public register's log, never to the board."""
+    to the policy's grid) go to the public register's log, never to the board. ``store``: a
+    readings store whose device numbers a new device must not get (see ``seen_numbers``)."""
     say: Stage = stage or (lambda _s: None)
     if not site or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", site):
         raise UserError(f"bad site name '{site}': letters, digits, '.', '_' and '-' (max 64)")
     place = check_place(place)
     pol = load_policy(policy)
     base_config = load_config(config)
+    seen = seen_numbers(store)
     t0 = time.monotonic()
     say("connecting")
     with connect(port) as dev:
-        result = _provision(dev, site, registry, pol, base_config, force, say)
+        result = _provision(dev, site, registry, pol, base_config, force, say, seen)
         result.place = place or ""
         try:
             _record(registry, result, pol, place, location)
@@ -242,6 +243,7 @@ def _provision(
     base_config: dict[str, Any],
     force: bool,
     say: Stage,
+    seen: frozenset[int] = frozenset(),
 ) -> ProvisionResult:
     say("checking the board")
     board = dev.detect_board()
@@ -260,7 +262,7 @@ def _provision(
                 f"{dev.port}: the board holds an identity (kid {on_board.hex()}) this registry "
                 "does not know; use --force to provision it as a new device"
             )
-        row, kid = reg.begin_device(bhash, board.name, site, policy_hex)
+        row, kid = reg.begin_device(bhash, board.name, site, policy_hex, seen=seen)
     else:
         pending = reg.pending_kid(row.number)
         active = reg.active_kid(row.number)
@@ -316,6 +318,19 @@ def _provision(
         forced=force,
         warnings=warnings,
     )
+
+
+def seen_numbers(store: str | Path | None) -> frozenset[int]:
+    """Device numbers a readings store holds frames of, when that store exists here (a
+    SQLite file; a postgresql:// URL is always asked): a new device is numbered above them,
+    so its frames can never meet another device's replay window (a registry restored from an
+    old backup would otherwise issue them again)."""
+    from .store import is_postgres_url, open_store
+
+    if store is None or (not is_postgres_url(str(store)) and not Path(store).is_file()):
+        return frozenset()
+    with open_store(store) as s:
+        return frozenset(s.device_numbers())
 
 
 def _check_space(dev: Device, files: dict[str, bytes]) -> None:
@@ -448,6 +463,7 @@ def rotate(
         hash4 = _board_policy_hash4(dev) if pol else bytes(4)
         opened, _ = verify(dev, kid, key, iv, hash4)
         registry.activate(kid, old="retire", grace_s=grace_s, verified_piv=opened.piv)
+        say("restarting")
         dev.soft_reboot()
     old_row = next((k for k in registry.keys(number) if k.kid == old), None)
     from datetime import UTC, datetime
@@ -524,6 +540,7 @@ def provision_batch(
     workers: int | None = None,
     place: str | None = None,
     lang: str = "en",
+    store: str | Path | None = None,
 ) -> list[BatchItem]:
     """Provision several boards in parallel (one thread each: the work is waiting on ports).
     One board failing does not stop the others; each item says what happened."""
@@ -548,6 +565,7 @@ def provision_batch(
                 stage=stage,
                 place=place,
                 lang=lang,
+                store=store,
             )
             return BatchItem(port, result=res)
         except UserError as e:

@@ -21,6 +21,7 @@ captured frames, one hex frame per line, ``#`` comments. Emulated boards call ``
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -38,6 +39,7 @@ from urllib.parse import unquote, urlsplit
 
 from .errors import UserError
 from .frame import REASONS, FrameRejected, KeyEntry, Lookup, parse_and_open
+from .registry import KeyUnreadable
 from .store import Reading, Storage, StoreError
 
 log = logging.getLogger("atsource.receiver")
@@ -47,13 +49,37 @@ log = logging.getLogger("atsource.receiver")
 MAX_FRAME = 1024
 # Reasons in the order they are checked; "oversized" comes first (a cheap guard) and
 # "internal-error" would mean a receiver bug (the fuzz tests assert it never happens).
-RECEIVER_REASONS: tuple[str, ...] = ("oversized", *REASONS, "internal-error")
+# After the frame checks, three the receiver adds (docs/receiver.md):
+# - "duplicate": a frame older than the replay window that is an authentic copy of a reading
+#   already stored (a resend of a long backlog after a power cut: nothing lost), told apart
+#   from "too-old", which is then only a frame that was never stored (a real loss);
+# - "kid-reused": the kid's key is not the one the store's readings of that kid were opened
+#   with (a registry that issued the device number again);
+# - "key-unreadable": the registry's row for this kid does not decrypt (only its device
+#   suffers; the others go on).
+RECEIVER_REASONS: tuple[str, ...] = (
+    "oversized",
+    *REASONS,
+    "duplicate",
+    "kid-reused",
+    "key-unreadable",
+    "internal-error",
+)
+# The longest capture line read: a frame of MAX_FRAME bytes as hex with spaces, and a comment.
+MAX_LINE = 4 * MAX_FRAME
 DEFAULT_TOPIC = "atsource/up/#"
 DEFAULT_BATCH = 500
 
 
 class RegistryError(UserError):
     """The key registry could not be read."""
+
+
+def key_hash(kid: bytes, entry: KeyEntry) -> bytes:
+    """A one-way fingerprint of a kid's key and context IV, kept in the store: a kid issued
+    again with another key is then told apart ("kid-reused") from the first one."""
+    data = b"atsource kid key v1\0" + kid + entry.key + entry.context_iv
+    return hashlib.sha256(data).digest()[:16]
 
 
 @dataclass(frozen=True)
@@ -94,28 +120,68 @@ class Receiver:
         self._key_cache_s = key_cache_s
         self._keys: dict[bytes, tuple[float, KeyEntry]] = {}
         self._clock = clock
+        self._bound: set[bytes] = set()  # kids whose key binding is in the store
+        self._warned: set[bytes] = set()  # kids whose registry trouble was logged once
 
-    def _lookup(self, kid: bytes) -> KeyEntry | None:
+    def _base(self, kid: bytes) -> KeyEntry | None:
+        """The registry's entry for kid (cached), checked against the store's key binding."""
         now = time.monotonic()
         hit = self._keys.get(kid)
         if hit is not None and now - hit[0] < self._key_cache_s:
-            base = hit[1]
-        else:
-            try:
-                found = self._registry(kid)
-            except Exception as e:
-                raise RegistryError(f"cannot read the key registry: {type(e).__name__}") from e
-            if found is None:
-                self._keys.pop(kid, None)
-                return None
-            base = found
-            if self._key_cache_s > 0:
-                if len(self._keys) >= 4096:
-                    self._keys.clear()
-                self._keys[kid] = (now, base)
+            return hit[1]
+        try:
+            found = self._registry(kid)
+        except KeyUnreadable as e:
+            # One damaged registry row: that device's frames are refused, the others go on.
+            if kid not in self._warned:
+                self._warned.add(kid)
+                log.error("%s", e)
+            raise FrameRejected("key-unreadable", kid) from None
+        except UserError as e:
+            raise RegistryError(f"cannot read the key registry: {e}") from None
+        except Exception as e:
+            raise RegistryError(f"cannot read the key registry: {type(e).__name__}") from e
+        if found is None:
+            self._keys.pop(kid, None)
+            return None
+        bound = self.store.key_hash(kid)
+        if bound is not None and bound != key_hash(kid, found):
+            if kid not in self._warned:
+                self._warned.add(kid)
+                log.error(
+                    "kid %s: the store holds readings of this kid opened with another key: the "
+                    "registry issued the device number again (restore the right registry)",
+                    kid.hex(),
+                )
+            raise FrameRejected("kid-reused", kid)
+        if self._key_cache_s > 0:
+            if len(self._keys) >= 4096:
+                self._keys.clear()
+            self._keys[kid] = (now, found)
+        return found
+
+    def _lookup(self, kid: bytes) -> KeyEntry | None:
+        base = self._base(kid)
+        if base is None:
+            return None
         if base.revoked:
             return KeyEntry(base.key, base.context_iv, True)
         return KeyEntry(base.key, base.context_iv, False, self.store.window(kid))
+
+    def _duplicate(self, frame: bytes, kid: bytes) -> bool:
+        """Whether a frame too old for the window is an authentic copy of a stored reading."""
+        base = self._base(kid)
+        if base is None or base.revoked:
+            return False
+
+        def fresh(k: bytes) -> KeyEntry | None:
+            return KeyEntry(base.key, base.context_iv) if k == kid else None
+
+        try:
+            opened = parse_and_open(frame, fresh)
+        except FrameRejected:
+            return False
+        return self.store.has_reading(kid, opened.piv)
 
     def submit(self, frame: Any, source: str = "") -> Result:
         """Receive one frame. Raises only StoreError or RegistryError (infrastructure)."""
@@ -138,7 +204,18 @@ class Receiver:
             opened = parse_and_open(cast(bytes, frame), self._lookup)
             reading = Reading(opened.kid, opened.piv, opened.record, self._clock(), source)
             reading.id = self.store.accept(reading)
+            if opened.kid not in self._bound:
+                base = self._base(opened.kid)
+                if base is not None:
+                    self.store.bind_key(opened.kid, key_hash(opened.kid, base))
+                    self._bound.add(opened.kid)
         except FrameRejected as e:
+            if e.reason == "too-old" and e.kid is not None:
+                try:
+                    if self._duplicate(cast(bytes, frame), e.kid):
+                        return self._reject("duplicate", e.kid)
+                except FrameRejected:
+                    pass
             return self._reject(e.reason, e.kid)
         self.counts["accepted"] += 1
         return Result(None, opened.kid, opened.piv, reading)
@@ -201,8 +278,19 @@ class RunSummary:
 
 def read_capture(stream: IO[str], name: str = "capture") -> Iterator[tuple[int, bytes | None]]:
     """(line number, frame) for each frame line of a capture; frame None for a line that is
-    not hex (logged with its number, never its content)."""
-    for n, line in enumerate(stream, 1):
+    not hex or longer than MAX_LINE characters (logged with its number, never its content).
+    A UTF-8 byte order mark before the first line is ignored."""
+    n = 0
+    while line := stream.readline(MAX_LINE):
+        n += 1
+        if len(line) >= MAX_LINE and not line.endswith("\n"):
+            while (rest := stream.readline(MAX_LINE)) and not rest.endswith("\n"):
+                pass  # a line no frame can fill: skip it without holding it in memory
+            log.warning("%s:%d: a line longer than %d characters, skipped", name, n, MAX_LINE)
+            yield n, None
+            continue
+        if n == 1:
+            line = line.removeprefix("\ufeff")
         text = line.split("#", 1)[0].strip()
         if not text:
             continue

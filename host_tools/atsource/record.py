@@ -86,7 +86,7 @@ _FIELD_LIST = (
     Field(24, "sensor_errors", "uint"),
     Field(25, "faults", "bits", names=FAULTS),
     Field(26, "outbox_depth", "uint"),
-    Field(27, "frames_dropped", "uint"),
+    Field(27, "frames_dropped_total", "uint"),
     # reserved for the health record: the firmware's version string, once firmware sends it
     Field(28, "firmware_version", "text"),
 )

@@ -28,6 +28,8 @@ picks one from a path or a ``postgresql://`` URL. Schema (version 2):
              policy BLOB,                             -- record key 2 (for retention)
              record BLOB NOT NULL,                    -- the record, canonical CBOR
              UNIQUE (kid, piv))
+    kid_keys(kid BLOB PRIMARY KEY, key_hash BLOB)   -- fingerprint of the key kid's readings
+                                                     -- were opened with ("kid-reused")
 
 ``accept`` checks the piv against the window *read inside the transaction*, stores the reading
 and writes the advanced window in one transaction, so several receivers (processes, threads or
@@ -157,6 +159,18 @@ class Storage(Protocol):
 
     def prune(self, now: float | None = None) -> PruneResult:
         """Delete readings older than their policy's receiver_days."""
+        ...
+
+    def has_reading(self, kid: bytes, piv: int) -> bool:
+        """Whether the reading of (kid, piv) is stored (a resend is then a duplicate)."""
+        ...
+
+    def key_hash(self, kid: bytes) -> bytes | None:
+        """The fingerprint of the key kid's readings were opened with, None if none yet."""
+        ...
+
+    def bind_key(self, kid: bytes, key_hash: bytes) -> None:
+        """Record kid's key fingerprint if none is recorded (in the open transaction)."""
         ...
 
     def close(self) -> None: ...
@@ -464,6 +478,40 @@ class SQLStore:
                 raise self._fail(e) from None
         return out
 
+    # --- duplicates and key bindings (issue 15) ----------------------------------------------
+
+    def has_reading(self, kid: bytes, piv: int) -> bool:
+        try:
+            row = self._x("SELECT 1 FROM readings WHERE kid = ? AND piv = ?", (kid, piv))
+            return row.fetchone() is not None
+        except self.errors as e:
+            raise self._fail(e) from None
+
+    def key_hash(self, kid: bytes) -> bytes | None:
+        try:
+            row = self._x("SELECT key_hash FROM kid_keys WHERE kid = ?", (kid,)).fetchone()
+        except self.errors as e:
+            raise self._fail(e) from None
+        return None if row is None else bytes(row[0])
+
+    def bind_key(self, kid: bytes, key_hash: bytes) -> None:
+        with self.transaction():
+            try:
+                self._x(
+                    "INSERT INTO kid_keys VALUES (?, ?) ON CONFLICT (kid) DO NOTHING",
+                    (kid, key_hash),
+                )
+            except self.errors as e:
+                raise self._fail(e) from None
+
+    def device_numbers(self) -> set[int]:
+        """Device numbers with at least one accepted reading (provisioning skips them)."""
+        try:
+            rows = self._x("SELECT kid FROM devices WHERE accepted > 0").fetchall()
+        except self.errors as e:
+            raise self._fail(e) from None
+        return {int.from_bytes(bytes(r[0])[:4], "big") for r in rows}
+
     # --- reading back -------------------------------------------------------------------------
 
     def stats(self) -> StoreStats:
@@ -581,6 +629,7 @@ CREATE TABLE IF NOT EXISTS readings (
     UNIQUE (kid, piv)
 );
 CREATE INDEX IF NOT EXISTS readings_retention ON readings (policy, window_start);
+CREATE TABLE IF NOT EXISTS kid_keys (kid BLOB PRIMARY KEY, key_hash BLOB NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -604,15 +653,19 @@ class SQLiteStore(SQLStore):
             # NORMAL in WAL mode: a commit survives a process crash; a power cut may lose the
             # last commits, never the database's consistency (reading and window stay paired).
             self._db.execute("PRAGMA synchronous=NORMAL")
-            if self._version() != str(SCHEMA_VERSION):
+            # kid_keys came after version 2 without a version of its own (CREATE IF NOT
+            # EXISTS): a version 2 store without it gets it here.
+            if self._version() != str(SCHEMA_VERSION) or not self._has_table("kid_keys"):
                 self._create()
         except sqlite3.Error as e:
             raise StoreError(f"cannot open the store {self.path}: {e}") from None
 
+    def _has_table(self, name: str) -> bool:
+        q = "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?"
+        return self._db.execute(q, (name,)).fetchone() is not None
+
     def _version(self) -> str | None:
-        if not self._db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
-        ).fetchone():
+        if not self._has_table("meta"):
             return None
         row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         return row[0] if row else None

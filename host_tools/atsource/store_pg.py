@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS readings (
     UNIQUE (kid, piv)
 );
 CREATE INDEX IF NOT EXISTS readings_retention ON readings (policy, window_start);
+CREATE TABLE IF NOT EXISTS kid_keys (kid BYTEA PRIMARY KEY, key_hash BYTEA NOT NULL);
 """
 
 # Any constant: serialises schema creation between receivers starting together.

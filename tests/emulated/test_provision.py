@@ -175,7 +175,7 @@ def test_power_cut_mid_provisioning_then_again(flash: Path, _registry_env: Path)
         with pytest.raises(DeviceError):
             provision(b.port, "plaza", registry=reg, stage=cut)
         row = reg.devices()[0]
-        assert row.state == "pending" and reg.key_entry(reg.pending_kid(1) or b"") is None
+        assert row.state == "pending" and reg.pending_kid(1) is not None
         assert not (flash / "identity.json").exists()
         time.sleep(0.5)
         res = provision(b.port, "plaza", registry=reg)
@@ -254,3 +254,18 @@ def test_rotation_and_revocation_seen_by_the_receiver(flash: Path, _registry_env
         # The wrong board for a rotation is refused before anything is written.
         code, _, err = cli("keys", "rotate", "2", "--port", b.port)
         assert code == 2 and "no device dev-000002" in err
+
+
+def test_provision_writes_the_notice_beside_the_registry_not_in_the_cwd(
+    flash: Path, tmp_path: Path, _registry_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    with serve_board("pico-w", flash) as b:
+        deploy(b.port)
+        code, out, err = cli("provision", "--port", b.port, "--site", "plaza", "--json")
+    assert code == 0, err
+    assert list(cwd.iterdir()) == []  # nothing written where the technician happened to be
+    notice = Path(json.loads(out)["notice"][0])
+    assert notice.is_file() and notice.parent == _registry_env.parent / "notices" / "dev-000001"

@@ -222,7 +222,7 @@ up = Uplink(IDENT, {"outbox_frames": 5000}, fresh=True)
 kept = 0
 for n in range(1000):
     kept += up.submit(record(n))
-print("done kept", kept, "depth", up.depth, "dropped", up.take_dropped())
+print("done kept", kept, "depth", up.depth, "dropped", up.dropped)
 """
     )
     install("pico-w", flash, main)

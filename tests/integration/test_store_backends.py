@@ -168,7 +168,39 @@ def test_writers_side_by_side_accept_each_counter_once(spec: str, batch: int) ->
         assert s.stats().devices[KID]["accepted"] == 600
 
 
+def test_duplicates_key_bindings_and_device_numbers(spec: str) -> None:
+    """What the receiver's `duplicate` and `kid-reused` checks and provisioning's numbering
+    ask the store, the same on both stores: a stored (kid, piv), the first key fingerprint
+    bound to a kid (kept, and rolled back with its transaction), and the device numbers with
+    accepted readings (a kid only checked or rejected does not count)."""
+    with open_store(spec) as s:
+        s.accept(reading(3))
+        assert s.has_reading(KID, 3) and not s.has_reading(KID, 4)
+        assert not s.has_reading(KID2, 3)
+        assert s.key_hash(KID) is None
+        with pytest.raises(KeyboardInterrupt), s.transaction():
+            s.bind_key(KID, b"a" * 16)
+            raise KeyboardInterrupt
+        assert s.key_hash(KID) is None
+        s.bind_key(KID, b"a" * 16)
+        s.bind_key(KID, b"b" * 16)  # a second binding never replaces the first
+        assert s.key_hash(KID) == b"a" * 16
+        with s.transaction():
+            s.window(KID2)  # PostgreSQL makes a row to lock; still no device number
+            s.reject("bad-tag", KID2)
+        assert s.device_numbers() == {int.from_bytes(KID[:4], "big")}
+    with open_store(spec) as s:  # reopened: the binding is kept
+        assert s.key_hash(KID) == b"a" * 16
+    from atsource.provision import seen_numbers
+
+    assert seen_numbers(spec) == {int.from_bytes(KID[:4], "big")}  # what `provision --db` asks
+
+
 def test_open_errors_are_one_line(tmp_path: Path) -> None:
+    from atsource.provision import seen_numbers
+
+    assert seen_numbers(tmp_path / "absent.db") == frozenset()  # a SQLite store not here
+    assert not (tmp_path / "absent.db").exists()
     with pytest.raises(StoreError, match="cannot open the store postgresql://rx@127.0.0.1:1/x"):
         open_store("postgresql://rx:secret@127.0.0.1:1/x")
     with pytest.raises(StoreError, match="unsupported store mysql://"):

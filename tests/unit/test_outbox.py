@@ -73,11 +73,23 @@ def test_capacity_drops_oldest_and_counts_across_reboots(tmp_path: Path) -> None
         ob.append(frame(i))
     assert list(ob) == [frame(4), frame(5), frame(6)] and ob.dropped == 4
     ob = Outbox(p, capacity=3)
-    assert ob.dropped == 4 and ob.take_dropped() == 4 and ob.dropped == 0
-    assert Outbox(p, capacity=3).take_dropped() == 0
+    assert ob.dropped == 4  # persisted, and never cleared (a total, not a delta)
     # A smaller capacity at boot drops the excess, oldest first.
     ob = Outbox(p, capacity=1)
-    assert list(ob) == [frame(6)] and ob.take_dropped() == 2
+    assert list(ob) == [frame(6)] and ob.dropped == 6
+    # Drained, the total stays (the head record outlives the log once anything was dropped).
+    ob.confirm()
+    assert ob.depth == 0 and Outbox(p, capacity=1).dropped == 6
+    # ...and costs no extra write: one append per frame, as with nothing ever dropped.
+    before = ob.writes
+    for i in range(5):
+        ob.append(frame(i))
+        ob.confirm()
+    assert ob.writes - before == 5
+    ob = Outbox(p, capacity=1)
+    assert ob.dropped == 6 and ob.depth == 0
+    ob.append(frame(7))
+    assert list(Outbox(p, capacity=1)) == [frame(7)]
 
 
 def test_dead_prefix_is_compacted(tmp_path: Path) -> None:

@@ -157,24 +157,24 @@ def test_replays_and_reordering(rx: Receiver, store: SQLiteStore) -> None:
         (11, "replay"),  # S - 1 below: inside, already seen
         (S + 9, "ok"),
         (S + 8, "ok"),
-        (0, "too-old"),  # S + 10 below: outside the window
+        (0, "duplicate"),  # S + 10 below: outside the window, but a resend of a stored frame
         (3 * S, "ok"),
-        (S + 11, "too-old"),
+        (S + 11, "too-old"),  # outside the window and never stored: a real loss
     ]
     for n, expect in steps:
         assert outcome(rx, frames[n]) == expect, n
     stored = [10, 12, 11, 0, S + 10, S + 9, S + 8, 3 * S]
     assert [r.piv for r in store.readings()] == stored
     assert store.window(KID) == win(*stored)
-    assert store.stats().rejected == {"replay": 3, "too-old": 2}
+    assert store.stats().rejected == {"replay": 3, "too-old": 1, "duplicate": 1}
 
 
 def test_the_window_edge(rx: Receiver) -> None:
     assert outcome(rx, seal(100 + S)) == "ok"
     assert outcome(rx, seal(101)) == "ok"  # S - 1 below: inside
-    assert outcome(rx, seal(100)) == "too-old"  # S below
+    assert outcome(rx, seal(100)) == "too-old"  # S below, never stored
     assert outcome(rx, seal(100 + 2 * S)) == "ok"
-    assert outcome(rx, seal(100 + S)) == "too-old"
+    assert outcome(rx, seal(100 + S)) == "duplicate"  # stored earlier: a resend, nothing lost
 
 
 def test_replay_state_is_per_kid(rx: Receiver) -> None:
@@ -269,7 +269,8 @@ def test_every_truncation_and_extension(rx: Receiver, store: SQLiteStore) -> Non
 
 
 def test_rejection_reasons_cover_the_brief() -> None:
-    assert ("oversized", *REASONS, "internal-error") == RECEIVER_REASONS
+    extra = ("duplicate", "kid-reused", "key-unreadable")
+    assert ("oversized", *REASONS, *extra, "internal-error") == RECEIVER_REASONS
 
 
 def test_replay_state_survives_reopening_the_store(db: Path) -> None:

@@ -114,7 +114,7 @@ def test_fuzz_sequences_match_a_reference_window(steps: list[tuple[int, bool]]) 
         if piv > highest:
             expect = "bad-tag" if tamper else None
         elif highest - piv >= ReplayWindow.SIZE:
-            expect = "too-old"
+            expect = "duplicate" if piv in seen and not tamper else "too-old"
         elif piv in seen:
             expect = "replay"
         else:
@@ -231,7 +231,7 @@ def corpus(n: int, seed: int = 1) -> list[bytes]:
     """Frames that hit every rejection reason, then random mutations of genuine frames."""
     rng = random.Random(seed)
     out = [seal(p) for p in range(100, 110)]
-    out.append(seal(100 + ReplayWindow.SIZE))  # so that piv 50 is older than the window
+    out.append(seal(100 + ReplayWindow.SIZE))  # so that pivs 50 and 100 are older than the window
     out += [
         bytes(2000),  # oversized
         b"\xd0\x83",  # not-cose
@@ -239,10 +239,11 @@ def corpus(n: int, seed: int = 1) -> list[bytes]:
         seal(201).replace(b"\xa2\x04", b"\xa2\x05", 1),  # bad-header
         seal(202, kid=keys.make_kid(1, 1)),  # unknown-kid
         seal(203, kid=REVOKED),  # revoked-kid
-        seal(100),  # replay
-        seal(50),  # too-old
+        seal(101),  # replay: inside the window, already accepted
+        seal(50),  # too-old: older than the window, never stored
         seal(204)[:-1] + b"\x00",  # bad-tag
         seal(205, b"\x01"),  # bad-plaintext
+        seal(100),  # duplicate: older than the window, a resend of a stored frame
     ]
     aad = enc_structure(external_aad(KID, b"\x00\xd0"))
     ct = AESCCM(KEY, tag_length=8).encrypt(make_nonce(IV, b"\x00\xd0"), PT, aad)
@@ -270,8 +271,14 @@ def test_stats_after_a_fuzz_run_show_every_reason(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     st = json.loads(r.stdout)["stats"]
     assert st["rejected"].pop("internal-error") == 0
+    # These two need a registry in trouble (tests/unit/test_registry_safety.py), not a frame.
+    assert st["rejected"].pop("kid-reused") == st["rejected"].pop("key-unreadable") == 0
     assert all(n > 0 for n in st["rejected"].values()), st["rejected"]
-    assert set(st["rejected"]) == set(RECEIVER_REASONS) - {"internal-error"}
+    assert set(st["rejected"]) == set(RECEIVER_REASONS) - {
+        "internal-error",
+        "kid-reused",
+        "key-unreadable",
+    }
     assert st["accepted"] + st["rejected_total"] == summary.frames
 
 

@@ -284,7 +284,7 @@ def test_fault_before_start_on_start_day() -> None:
 
 def test_load_scenario_names_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
-    with pytest.raises(ScenarioError, match=r"nope\.toml: cannot read"):
+    with pytest.raises(ScenarioError, match=r"nope\.toml: no such scenario file"):
         load_scenario(missing)
     bad = tmp_path / "plaza.toml"
     bad.write_text(MINIMAL + "[people]\nhourly_rate = [1]\n")

@@ -38,7 +38,15 @@ def test_schema_and_wal(db: Path) -> None:
     con = sqlite3.connect(db)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert tables == {"meta", "devices", "device_rejections", "rejections", "policies", "readings"}
+    assert tables == {
+        "meta",
+        "devices",
+        "device_rejections",
+        "rejections",
+        "policies",
+        "readings",
+        "kid_keys",
+    }
     assert con.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION)
     cols = [r[1] for r in con.execute("PRAGMA table_info(readings)")]
     assert cols == [
@@ -279,3 +287,19 @@ def test_a_schema_1_store_is_migrated_without_reopening_a_counter(tmp_path: Path
     con = sqlite3.connect(db)
     assert con.execute("SELECT policy FROM readings WHERE id = 1").fetchone() == (REC[2],)
     assert con.execute("SELECT value FROM meta").fetchone() == (str(SCHEMA_VERSION),)
+
+
+def test_a_version_2_store_without_kid_keys_gets_the_table(db: Path) -> None:
+    """kid_keys came after schema 2 without a version of its own: a store made before it is
+    given the table when opened, and keeps its readings and windows."""
+    with SQLiteStore(db) as s:
+        s.accept(reading(7))
+    con = sqlite3.connect(db)
+    con.execute("DROP TABLE kid_keys")
+    con.commit()
+    con.close()
+    with SQLiteStore(db) as s:
+        assert s.key_hash(KID) is None
+        s.bind_key(KID, b"h" * 16)
+        assert s.key_hash(KID) == b"h" * 16
+        assert s.has_reading(KID, 7) and s.window(KID) == win(7)

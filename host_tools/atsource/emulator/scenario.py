@@ -15,15 +15,18 @@ from __future__ import annotations
 import difflib
 import math
 import re
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
+from ..safeload import parse_toml, read_text
+
 US = 1_000_000
 DAY_US = 86_400 * US
+SCENARIO_MAX_BYTES = 1 << 20  # the shipped scenarios are a few KB
 
 
 class ScenarioError(ValueError):
@@ -550,9 +553,9 @@ def _faults(t: _Table, raw: Any, start_us: int, end_us: int) -> tuple[Fault, ...
 def parse_scenario(text: str, name: str) -> Scenario:
     """Parse and validate scenario TOML; ``name`` (usually the file name) prefixes errors."""
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{name}: invalid TOML: {exc}") from None
+        data = parse_toml(text, name)
+    except UserError as exc:
+        raise ScenarioError(str(exc)) from None
     top = _Table(name, "", data)
     start_us = _start_us(top)
     duration_us = _duration(top, "duration")
@@ -596,9 +599,7 @@ def parse_scenario(text: str, name: str) -> Scenario:
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; errors name the file as it was given."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ScenarioError(f"{path}: not UTF-8 text") from None
+        text = read_text(path, "scenario", SCENARIO_MAX_BYTES)
+    except UserError as exc:
+        raise ScenarioError(str(exc)) from None
     return parse_scenario(text, str(path))
