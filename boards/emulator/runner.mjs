@@ -300,7 +300,7 @@ let replMode = "friendly";
 
 const emu = {
   // One synchronous request to the host; the answer line goes back to Python unparsed.
-  req(line) {
+  req(line, interrupted) {
     flushOut();
     sendInterruptChar();
     writeAll(line + "\n");
@@ -308,6 +308,7 @@ const emu = {
     if (answer.charCodeAt(0) === 33) {
       // "!" prefix: an interrupt (Ctrl-C on the serial port) is pending.
       Module._mp_sched_keyboard_interrupt();
+      if (interrupted) interrupted.hit = true;
       return answer.slice(1);
     }
     if (answer === "X") {
@@ -333,6 +334,11 @@ const emu = {
     c.setAutoPadding(false);
     return Buffer.concat([c.update(u8(data)), c.final()]).toString("hex");
   },
+  // Bytes the VM's stdin already took from the host but the program has not read yet
+  // (select.poll must see them as ready).
+  stdin_pending() {
+    return stdinBuf.length;
+  },
   flash_usage() {
     refreshUsage();
     return flashUsed;
@@ -349,6 +355,22 @@ function sendInterruptChar() {
     lastInterruptChar = c;
     send({ kbd: c });
   }
+}
+
+// sys.stdin is the board's serial port: the VM's own stdin (fd 0, read by sys.stdin.read,
+// readinto, readline) asks the host for the bytes typed on the port, blocking until some
+// arrive, as a board's stdio does (shared/runtime/sys_stdio_mphal.c).
+let stdinBuf = Buffer.alloc(0);
+function stdinChar() {
+  while (stdinBuf.length === 0) {
+    const interrupted = { hit: false };
+    const ans = emu.req('{"q":"stdin","n":256}', interrupted);
+    stdinBuf = Buffer.from(ans, "hex");
+    if (stdinBuf.length === 0 && interrupted.hit) return null; // Ctrl-C: let it be raised
+  }
+  const c = stdinBuf[0];
+  stdinBuf = stdinBuf.subarray(1);
+  return c;
 }
 
 function u8(x) {
@@ -378,6 +400,7 @@ async function boot(cmd) {
     heapsize: HEAPSIZE,
     pystack: 4096,
     linebuffer: false,
+    stdin: stdinChar,
     stdout: onStdout,
     stderr: onStdout,
   });

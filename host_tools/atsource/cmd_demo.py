@@ -16,9 +16,19 @@ import click
     show_default=True,
     help="Directory for the report, registry, readings database and notices.",
 )
-@click.option("--mqtt", help="Send the frames through this MQTT broker (mqtt://host:port/topic).")
+@click.option(
+    "--mqtt",
+    help="The boards' own MQTT clients publish to this broker (mqtt://host:port/topic, or "
+    "mqtts:// for TLS; a loopback address: emulated boards reach only this machine), and the "
+    "receiver takes the frames from it.",
+)
+@click.option(
+    "--mqtt-ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CA certificate of an mqtts:// broker (given to the boards and the receiver).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def demo(out: Path, mqtt: str | None, as_json: bool) -> None:
+def demo(out: Path, mqtt: str | None, mqtt_ca: Path | None, as_json: bool) -> None:
     """Run an emulated fleet for a simulated day and write a report.
 
     Deploys and provisions four emulated boards through their serial ports, runs a day of
@@ -30,7 +40,7 @@ def demo(out: Path, mqtt: str | None, as_json: bool) -> None:
     from .demo import run_demo
 
     say = (lambda _s: None) if as_json else (lambda s: click.echo(s, err=True))
-    summary = run_demo(out, mqtt=mqtt, say=say)
+    summary = run_demo(out, mqtt=mqtt, mqtt_ca=mqtt_ca, say=say)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return

@@ -76,6 +76,59 @@ class DeviceReport:
     world: Any = None  # the scenario's world, built once here for ground truth and the audit
 
 
+@dataclass(frozen=True)
+class Broker:
+    """Where the boards' own MQTT clients publish (``atsource demo --mqtt``)."""
+
+    scheme: str  # mqtt or mqtts
+    host: str
+    port: int
+    topic: str
+    ca: Path | None
+
+    @staticmethod
+    def parse(url: str, ca: Path | None) -> Broker:
+        import ipaddress
+        import re
+        from urllib.parse import urlsplit
+
+        m = re.match(r"^(mqtts?)://([^/]+)(?:/(.*))?$", url)
+        if not m:
+            raise UserError(f"--mqtt {url}: use mqtt://HOST:PORT/TOPIC or mqtts://...")
+        try:
+            parts = urlsplit("//" + m[2])
+            host, port = parts.hostname or "", parts.port
+        except ValueError:
+            raise UserError(f"--mqtt {url}: bad port") from None
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise UserError(
+                f"--mqtt {url}: emulated boards reach only this machine: give a loopback broker"
+            )
+        topic = (m[3] or "atsource/up").rstrip("/")
+        if not topic or any(c in topic for c in "#+"):
+            raise UserError(f"--mqtt {url}: the topic must be a plain prefix (no # or +)")
+        port = port or (8883 if m[1] == "mqtts" else 1883)
+        return Broker(m[1], host, port, topic, ca)
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}/{self.topic}"
+
+    def device_config(self, site: str) -> dict[str, Any]:
+        up: dict[str, Any] = {
+            "transport": "mqtt",
+            "url": f"{self.scheme}://{self.host}:{self.port}",
+            "topic": f"{self.topic}/{site}",
+        }
+        if self.ca is not None:
+            up["ca"] = self.ca.read_text()
+        return {**EMULATED_CONFIG, "uplink": up}
+
+
 def _live_day(member: Member, flash: str, device: str, progress: Any = None) -> DayResult:
     """One board's simulated day (runs in a worker process). ``progress`` (a queue) gets
     (device, simulated hours) each simulated hour, for the parent to show."""
@@ -124,6 +177,7 @@ def run_demo(
     out: Path,
     *,
     mqtt: str | None = None,
+    mqtt_ca: Path | None = None,
     say: Callable[[str], None] = print,
     fleet: tuple[Member, ...] = FLEET,
 ) -> dict[str, Any]:
@@ -134,6 +188,7 @@ def run_demo(
     from .store import SQLiteStore
 
     t_start = time.perf_counter()
+    broker = Broker.parse(mqtt, mqtt_ca) if mqtt else None
     out.mkdir(parents=True, exist_ok=True)
     for old in ("registry.db", "registry.key", "readings.db"):
         for p in out.glob(old + "*"):
@@ -153,6 +208,10 @@ def run_demo(
             for p in sorted(flash.rglob("*"), reverse=True):
                 p.unlink() if p.is_file() else p.rmdir()
         flash.mkdir(parents=True)
+        if broker is not None:
+            # The board's own MQTT client publishes to the broker (under its site's topic).
+            config = out / f"device-config-{instance}.json"
+            config.write_text(json.dumps(broker.device_config(m.site)))
         with serve_board(m.board, flash, instance=instance, seed=1) as sb:
             d = deploy(sb.port, board=m.board)
             p = provision(
@@ -182,6 +241,10 @@ def run_demo(
 
     # 2. A simulated day on every board, two at a time (the machine's cores); progress every
     # few simulated hours; a board that fails is named in a partial report, not lost.
+    listener = _Listener(broker, out / "readings.db", registry) if broker is not None else None
+    if listener is not None:
+        listener.start()
+        say(f"receiving from {broker.url if broker else ''} (the boards' own MQTT clients)")
     say(f"running a simulated day on {len(fleet)} boards, two at a time ...")
     results: list[DayResult] = []
     failures: dict[str, str] = {}
@@ -216,16 +279,27 @@ def run_demo(
                     )
     results.sort(key=lambda r: r.device)
 
-    # 3. Receive every frame: straight from the boards, or through a real MQTT broker.
-    store = SQLiteStore(out / "readings.db")
-    rx = Receiver(store, registry.key_entry)
-    frames = [(r.device, f) for r in results for f in r.frames]
-    if mqtt:
-        outcomes = _via_mqtt(mqtt, frames, rx, {d.kid: d.device for d in devices.values()})
+    # 3. Receive every frame: straight from the boards' host links, or (--mqtt) what the
+    # boards published to the broker, which the receiver has been taking in all along.
+    kids = {d.kid: d.device for d in devices.values()}
+    if listener is not None:
+        got = listener.finish()
+        outcomes = [(kids.get(res.kid.hex() if res.kid else "", "?"), res) for res in got]
+        for r in results:
+            # Sent: what reached the broker, and what still waits in the board's outbox.
+            from .pytest_plugin import parse_outbox
+
+            log = flashes[r.device] / "outbox.log"
+            waiting = parse_outbox(log.read_bytes()) if log.exists() else []
+            reached = sum(1 for dev, _ in outcomes if dev == r.device)
+            devices[r.device].sent = reached + len(waiting)
     else:
+        store = SQLiteStore(out / "readings.db")
+        rx = Receiver(store, registry.key_entry)
+        frames = [(r.device, f) for r in results for f in r.frames]
         outcomes = [(dev, rx.submit(f, dev)) for dev, f in frames]
-    for r in results:
-        devices[r.device].sent = len(r.frames)
+        for r in results:
+            devices[r.device].sent = len(r.frames)
     for dev, res in outcomes:
         rep = devices[dev]
         if res.accepted and res.reading is not None:
@@ -272,41 +346,79 @@ def run_demo(
     return summary
 
 
-def _via_mqtt(
-    url: str, frames: list[tuple[str, bytes]], rx: Any, kids: dict[str, str]
-) -> list[tuple[str, Any]]:
-    """Publish every frame to a real broker; the receiver takes them back by subscription."""
-    import paho.mqtt.client as paho
+class _Listener:
+    """The receiver of ``demo --mqtt``: subscribed before the boards start, it verifies and
+    stores what they publish (its own thread, its own store connection)."""
 
-    from .receiver import open_source
+    END = "_demo_end"
 
-    got: list[tuple[str, Any]] = []
-    src = open_source(url)
-    summary: list[Any] = []
+    def __init__(self, broker: Broker, db: Path, registry: Any) -> None:
+        from .receiver import MqttSource
 
-    def consume() -> None:
-        def on_result(res: Any) -> None:
-            got.append((kids.get(res.kid.hex() if res.kid else "", "?"), res))
+        self.broker, self.db, self.registry = broker, db, registry
+        self.src = MqttSource(
+            broker.host,
+            broker.port,
+            f"{broker.topic}/#",
+            tls=broker.scheme == "mqtts",
+            ca=str(broker.ca) if broker.ca else None,
+            client_id="atsource-demo-receiver",
+        )
+        self.results: list[Any] = []
+        self.ended = threading.Event()
+        self.error: BaseException | None = None
+        self._t = threading.Thread(target=self._run, daemon=True, name="demo-receiver")
 
-        summary.append(src.run(rx, count=len(frames), timeout=120, on_result=on_result))
+    def _run(self) -> None:
+        from .receiver import Receiver, Result
+        from .store import SQLiteStore
 
-    t = threading.Thread(target=consume, daemon=True)
-    t.start()
-    time.sleep(1.0)  # subscribed before the first publish (QoS 1, clean session)
-    host_port = url.split("://", 1)[1].split("/", 1)
-    host, _, port = host_port[0].partition(":")
-    topic = host_port[1] if len(host_port) > 1 else "atsource/up"
-    pub = paho.Client(paho.CallbackAPIVersion.VERSION2)
-    pub.connect(host, int(port or 1883))
-    pub.loop_start()
-    for _, f in frames:
-        pub.publish(topic, f, qos=1).wait_for_publish(10)
-    pub.loop_stop()
-    pub.disconnect()
-    t.join(150)
-    if len(got) < len(frames):
-        raise UserError(f"only {len(got)} of {len(frames)} frames came back from {url}")
-    return got
+        listener = self
+
+        class Rx(Receiver):
+            def submit(self, frame: Any, source: str = "") -> Any:
+                if source.endswith("/" + listener.END):
+                    listener.ended.set()
+                    return Result("end-marker")
+                res = super().submit(frame, source)
+                listener.results.append(res)
+                return res
+
+        try:
+            store = SQLiteStore(self.db)
+            self.src.run(Rx(store, self.registry.key_entry), on_result=lambda _r: None)
+        except BaseException as e:  # noqa: BLE001 - reported by finish()
+            self.error = e
+            self.ended.set()
+
+    def start(self) -> None:
+        self._t.start()
+        # Subscribed before any board publishes: waits on the broker's answer.
+        while not self.src.ready.wait(0.5):
+            if self.error is not None or not self._t.is_alive():
+                raise UserError(f"cannot receive from {self.broker.url}: {self.error}")
+
+    def finish(self) -> list[Any]:
+        """Everything the boards published: the broker delivers it before an end marker sent
+        now, after the last board stopped (one broker, one subscriber session, in order)."""
+        import paho.mqtt.client as paho
+
+        pub = paho.Client(paho.CallbackAPIVersion.VERSION2)
+        if self.broker.scheme == "mqtts":
+            pub.tls_set(ca_certs=str(self.broker.ca) if self.broker.ca else None)
+        pub.connect(self.broker.host, self.broker.port)
+        pub.loop_start()
+        pub.publish(f"{self.broker.topic}/{self.END}", b"end", qos=1).wait_for_publish()
+        pub.loop_stop()
+        pub.disconnect()
+        # Progress-based: the marker arrives after every frame; the cap only stops a hang.
+        if not self.ended.wait(600):
+            raise UserError(f"the receiver got no end marker back from {self.broker.url}")
+        self.src.stop()
+        self._t.join(timeout=60)
+        if self.error is not None:
+            raise UserError(f"receiving from {self.broker.url} failed: {self.error}")
+        return list(self.results)
 
 
 def _audit(results: list[DayResult], flashes: dict[str, Path], devices: dict[str, DeviceReport]):

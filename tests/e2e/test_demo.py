@@ -23,15 +23,21 @@ MOSQUITTO = shutil.which("mosquitto") or (
 
 
 @pytest.mark.slow
-def test_demo_receives_every_frame_and_passes_the_audit(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+def test_demo_receives_every_frame_and_passes_the_audit(tmp_path: Path) -> None:
     """The fleet's frames go through a real Mosquitto when one is installed (CI installs it)."""
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--json"]
+    broker = None
     if MOSQUITTO is not None:
-        port = request.getfixturevalue("broker")
-        args += ["--mqtt", f"mqtt://127.0.0.1:{port}/atsource/up"]
+        # The field's path: each board's own MQTT client, over TLS, to a real Mosquitto.
+        from servers import free_port, make_ca, start_mosquitto, tls_listener
+
+        d = tmp_path / "broker"
+        d.mkdir()
+        ca, cert, key = make_ca(d)
+        port = free_port()
+        broker = start_mosquitto(d, *tls_listener(port, ca, cert, key), persist=True)
+        args += ["--mqtt", f"mqtts://localhost:{port}/atsource/up", "--mqtt-ca", str(ca)]
     r = subprocess.run(
         [sys.executable, "-m", "atsource.cli", *args],
         capture_output=True,
@@ -39,6 +45,10 @@ def test_demo_receives_every_frame_and_passes_the_audit(
         timeout=600,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ATSOURCE_CACHE": str(tmp_path)},
     )
+    if broker is not None:
+        from servers import stop
+
+        stop(broker)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout)
     devices = summary["devices"]

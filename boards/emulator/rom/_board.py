@@ -127,6 +127,41 @@ def run_file(name, g):
         src = None
 
 
+_last_nl = b""
+
+
+def _input(prompt=None):
+    # input() reads the serial port with echo and line editing, as a board's readline does
+    # (shared/readline/readline.c): CR or LF ends a line, CR LF (or LF CR) is one newline.
+    # (This VM's own input() would spin: in a browser nothing types.)
+    global _last_nl
+    out = sys.stdout.buffer
+    if prompt:
+        sys.stdout.write(prompt)
+    line = bytearray()
+    while True:
+        c = sys.stdin.buffer.read(1)
+        if not c:
+            raise EOFError
+        if c in (b"\r", b"\n"):
+            if not _last_nl or _last_nl == c:
+                _last_nl = c
+                out.write(b"\r\n")
+                return line.decode()
+            _last_nl = b""
+            continue
+        _last_nl = b""
+        if c in (b"\x08", b"\x7f"):
+            if line:
+                line.pop()
+                out.write(b"\x08 \x08")
+            continue
+        if c == b"\x04" and not line:
+            raise EOFError
+        line += c
+        out.write(c)
+
+
 def at_repl():
     req({"q": "repl", "now": [ms, us]})
 
@@ -142,8 +177,7 @@ def setup(cfg_json):
     # `micropython` stays the VM's own module: it is the board's (help() and repr() show it
     # as a board does); the host learns its interrupt character from the runner.
     for name in ("time", "os", "gc", "machine", "bluetooth", "network",
-                 "ntptime", "cryptolib", "random", "hostlink", "sys", "select", "socket",
-                 "ssl"):
+                 "ntptime", "cryptolib", "random", "hostlink", "select", "socket", "ssl"):
         mod = __import__("_v" + name)
         # A shim must not show through: it names itself as the board's module and has no
         # __file__, so repr() and help() print what a board prints (py/objmodule.c).
@@ -157,6 +191,9 @@ def setup(cfg_json):
         # (py/builtinimport.c); here it must find the shim, not the VM's own module.
         sys.modules["u" + name] = mod
     sys.modules["time"].set_epoch(cfg["epoch"])
+    import builtins
+
+    builtins.input = _input
     import os
 
     import _vfs

@@ -2,8 +2,10 @@
 # stdin and the bridged sockets, asked of the host in one request so a wait follows the
 # virtual clock; any other stream is polled with the VM's own select.
 import select as _sel
+import sys as _sys
 
 import _board as _b
+import _emu
 
 POLLIN = 1
 POLLOUT = 4
@@ -11,8 +13,15 @@ POLLERR = 8
 POLLHUP = 16
 
 
+def _io_id(obj):
+    # The serial port's stdin (sys.stdin and its buffer) and the bridged sockets are the host's.
+    if obj is _sys.stdin or obj is _sys.stdin.buffer:
+        return "in"
+    return getattr(obj, "_io_id", None)
+
+
 def _ours(obj):
-    return getattr(obj, "_io_id", None) is not None
+    return _io_id(obj) is not None
 
 
 class _Poll:
@@ -44,9 +53,13 @@ class _Poll:
                 p.register(obj, mask)
             ready = p.poll(0 if ours else timeout)
         if ours and not ready:
-            ids = [[e[0]._io_id, e[1]] for e in ours]
+            for obj, mask in ours:
+                if mask & POLLIN and _io_id(obj) == "in" and _emu.stdin_pending():
+                    ready = [(obj, POLLIN)]
+        if ours and not ready:
+            ids = [[_io_id(e[0]), e[1]] for e in ours]
             got = _b.io({"q": "io", "op": "poll", "f": ids, "t": timeout, "now": [_b.ms, _b.us]})
-            by_id = {e[0]._io_id: e[0] for e in ours}
+            by_id = {_io_id(e[0]): e[0] for e in ours}
             ready = [(by_id[i], ev) for i, ev in got]
         for r in ready:
             if flags & 1:  # one-shot: stop polling for this object until modify()

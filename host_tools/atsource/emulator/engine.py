@@ -741,11 +741,29 @@ class EmulatedBoard:
         return "true" if ok else "false"
 
     # ---- serial input and sockets for running code (sys.stdin, select, socket, ssl) ---------
+    def _q_stdin(self, q: dict[str, Any]) -> str | None:
+        # The VM's own stdin (sys.stdin) wants bytes: up to n, at least one (it waits). The
+        # answer is the bytes alone: the VM is inside a read, where no handler may run, so
+        # world events wait for its next board-layer call.
+        if not self._pending_input and self.serial is None:
+            # Nothing will ever type: the board waits here until the run ends.
+            if self._end_us is not None:
+                self._discard_events(self._end_us)
+                self.now_us = max(self.now_us, self._end_us)
+            self._shutdown()
+            self._stopping = True
+            return None
+        self._io_wait([["in", 1]], -1)
+        data = bytes(self._pending_input[: int(q["n"])])
+        del self._pending_input[: len(data)]
+        if self._interrupt:
+            self._interrupt = False
+            return "!" + data.hex()
+        return data.hex()
+
     def _q_io(self, q: dict[str, Any]) -> str | None:
         op = q["op"]
         try:
-            if op == "in":
-                return self._io_stdin(int(q["n"]))
             result = getattr(self, "_io_" + op)(q)
         except NetError as e:
             return self._io_answer({"e": e.code})
@@ -770,21 +788,6 @@ class EmulatedBoard:
             self._interrupt = False
             return "!" + ans
         return ans
-
-    def _io_stdin(self, n: int) -> str | None:
-        if not self._pending_input and self.serial is None:
-            # Nothing will ever type: the board waits here until the run ends.
-            if self._end_us is not None:
-                self._discard_events(self._end_us)
-                self.now_us = max(self.now_us, self._end_us)
-            self._shutdown()
-            self._stopping = True
-            return None
-        if self._io_wait([["in", 1]], -1) is None:
-            return None
-        data = bytes(self._pending_input[:n])
-        del self._pending_input[: len(data)]
-        return self._io_answer({"r": data.hex()})
 
     def _ready(self, want: list[list[Any]], timeout: float) -> list[list[Any]]:
         """Which of want ([id, POLLIN|POLLOUT]) is ready, waiting up to timeout wall seconds
