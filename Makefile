@@ -7,7 +7,7 @@ ESP32_STUBS := micropython-esp32-stubs==1.29.0.post1
 RP2_STUBS   := micropython-rp2-rpi_pico_w-stubs==1.29.0.post1
 STDLIB_STUBS := micropython-stdlib-stubs==1.29.0.post2
 
-.PHONY: setup system-packages test lint typecheck unit bench demo clean
+.PHONY: setup system-packages test lint typecheck unit bench demo clean mpy-tests
 
 setup: $(BIN)/atsource node_modules/.installed $(STUBS)/esp32/.installed $(STUBS)/rp2/.installed system-packages
 
@@ -59,6 +59,13 @@ bench:
 
 demo:
 	$(BIN)/atsource demo
+
+# MicroPython's own test suite over an emulated board's serial port (docs/testing.md); needs
+# a micropython checkout: make mpy-tests MICROPYTHON=~/src/micropython
+mpy-tests:
+	@test -n "$(MICROPYTHON)" || { echo "make mpy-tests: give MICROPYTHON=/path/to/micropython"; exit 2; }
+	$(BIN)/python -m atsource.devtools.mpy_suite --micropython $(MICROPYTHON) --board pico-w
+	$(BIN)/python -m atsource.devtools.mpy_suite --micropython $(MICROPYTHON) --board esp32-devkitc
 
 clean:
 	rm -rf $(VENV) node_modules $(STUBS) .pytest_cache .ruff_cache

@@ -1,0 +1,112 @@
+"""MicroPython's own test suite against an emulated board, through its serial port.
+
+    python -m atsource.devtools.mpy_suite --micropython DIR [--board pico-w] [--json] [TESTS...]
+
+DIR is a checkout of micropython (v1.29, the engine's release): its unmodified
+``tests/run-tests.py -t port:PTY`` drives the board as it drives a real one. Each failure is
+then run on the bare VM (the WebAssembly build under Node, no emulator around it) and compared
+with the same expected output, so the report says which failures are the emulator's (the bare
+VM passes) and which are the VM's own. Exit status 1 when the emulator has any failure of its
+own. Nobody here wrote these tests: that is the point (docs/testing.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .. import paths
+
+
+def _serve(board: str, flash: Path) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "atsource.cli", "emulate", board, "--serial", "--erase",
+         "--flash", str(flash), "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        m = re.search(r"serial: (/dev/\S+)", line)
+        if m:
+            return proc, m.group(1)
+    raise SystemExit(f"mpy_suite: the emulator printed no serial port (exit {proc.wait()})")
+
+
+def _bare_vm_passes(tests_dir: Path, test: str) -> bool:
+    """Run one test file straight on the VM; compare with its .exp (or CPython's output)."""
+    src = tests_dir / test
+    node = paths.node_binary()
+    engine = paths.ROOT / "node_modules/@micropython/micropython-webassembly-pyscript"
+    r = subprocess.run(
+        [node, str(engine / "micropython.mjs"), str(src)],
+        capture_output=True, cwd=src.parent, timeout=120,
+    )  # fmt: skip
+    got = r.stdout.replace(b"\r\n", b"\n")
+    exp_file = src.with_suffix(".py.exp")
+    if exp_file.exists():
+        want = exp_file.read_bytes()
+    else:
+        c = subprocess.run(
+            [sys.executable, "-B", str(src)], capture_output=True, cwd=src.parent, timeout=120
+        )
+        want = c.stdout
+    return got == want
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="mpy_suite", description=__doc__.splitlines()[0])
+    ap.add_argument("--micropython", type=Path, required=True, help="a micropython checkout")
+    ap.add_argument("--board", default="pico-w")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("tests", nargs="*", help="test files or directories (default: the suite)")
+    a = ap.parse_args(argv)
+    tests_dir = a.micropython / "tests"
+    if not (tests_dir / "run-tests.py").is_file():
+        print(f"mpy_suite: no tests/run-tests.py in {a.micropython}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, port = _serve(a.board, Path(tmp) / "flash")
+        try:
+            r = subprocess.run(
+                [sys.executable, "run-tests.py", "-t", f"port:{port}", "-r",
+                 str(Path(tmp) / "results"), *a.tests],
+                cwd=tests_dir, capture_output=True, text=True,
+            )  # fmt: skip
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    out = r.stdout
+    counts = {
+        k: int(m.group(1)) if (m := re.search(rf"(\d+) tests? {k}", out)) else 0
+        for k in ("passed", "skipped", "failed")
+    }
+    failed = re.findall(r"^FAIL\s+(\S+)", out, re.M)
+    ours = [t for t in failed if _bare_vm_passes(tests_dir, t)]
+    report = {
+        "board": a.board,
+        **counts,
+        "failed_tests": failed,
+        "emulator_failures": ours,  # the bare VM passes these: the emulator is at fault
+        "vm_failures": [t for t in failed if t not in ours],
+    }
+    if a.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(
+            f"{a.board}: {counts['passed']} passed, {counts['failed']} failed, "
+            f"{counts['skipped']} skipped; emulator's own failures: {len(ours)}"
+        )
+        for t in ours:
+            print(f"  emulator: {t}")
+        for t in report["vm_failures"]:
+            print(f"  VM:       {t}")
+    return 1 if ours else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
