@@ -159,6 +159,9 @@ function wrapImports(imports) {
         const after = SYSCALL_HOOKS[k];
         o[k] = function (...a) {
           const pathArg = after ? syscallPath(k, a) : null;
+          if (k === "__syscall_openat" && pathArg && newFileWontFit(pathArg[0], a[2])) {
+            return -mapErr(E_NOSPC);
+          }
           const r = f.apply(this, a);
           if (r < 0) return -mapErr(-r);
           if (after && pathArg) after(pathArg, a);
@@ -204,6 +207,18 @@ function checkSpace(fd, iov, iovcnt) {
   if (grow > 0) flashUsed += grow * FS_BLOCK;
   return 0;
 }
+// A new file takes a block of its own (LittleFS: its entry and first data need room in the
+// metadata pair, which a full file system cannot give), so creating one on a full flash is
+// ENOSPC, as on a board: the counter's and the outbox's no-space paths are reachable.
+function newFileWontFit(p, flags) {
+  if (!(flags & O_CREAT) || !hostPath(p)) return false;
+  try {
+    Module.FS.stat(p);
+    return false; // exists: opening it takes nothing new
+  } catch {
+    return flashUsed + FS_BLOCK > FS_SIZE;
+  }
+}
 // Metadata changes (unlink, rename, mkdir, rmdir) are atomic and durable on LittleFS.
 function syscallPath(k, a) {
   const FS = Module.FS;
@@ -223,6 +238,7 @@ const SYSCALL_HOOKS = {
     if (hp && a[2] & O_CREAT && !fs.existsSync(hp)) {
       fs.mkdirSync(path.dirname(hp), { recursive: true });
       fs.writeFileSync(hp, "");
+      flashUsed += FS_BLOCK; // charged now, not at its first write
     }
   },
   __syscall_unlinkat: ([p]) => {

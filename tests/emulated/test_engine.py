@@ -163,6 +163,46 @@ def test_flash_fills_up_with_enospc(flash: Path) -> None:
     assert "statvfs 0" in out
 
 
+def test_a_full_flash_refuses_new_files_and_the_firmware_copes(flash: Path) -> None:
+    # LittleFS needs room for a new file's entry and data: on a full flash creating one is
+    # ENOSPC (the counter's reservation writes one), and the outbox makes room by shedding.
+    from atsource.boards import load_board
+
+    prepare_flash(load_board("pico-w"), flash, firmware=paths.FIRMWARE)
+    code = (
+        "import os\n"
+        "from sensor import counter, outbox\n"
+        "ob = outbox.Outbox('/ob.log', capacity=500)\n"
+        "for i in range(40):\n"
+        "    ob.append(bytes([i]) * 200)\n"
+        "f = open('fill', 'wb')\n"
+        "try:\n"
+        "    while True:\n"
+        "        f.write(bytes(4096))\n"
+        "except OSError as e:\n"
+        "    print('full', e.errno)\n"
+        "f.close()\n"
+        "c = counter.Counter('/cnt', reserve=4)\n"
+        "try:\n"
+        "    c.take()\n"
+        "    print('counter took')\n"
+        "except OSError as e:\n"
+        "    print('counter', e.errno)\n"
+        "r = [ob.append(b'x' * 200) for _ in range(30)]\n"
+        "print('append', r[-1], ob.dropped > 0)\n"
+        "print('shed', ob.shed())\n"
+        "os.remove('fill')\n"
+        "print('after', c.take())\n"
+    )
+    out = texts(run_main("pico-w", flash, code))
+    assert "full 28" in out
+    assert "counter 28" in out, out  # no ceiling could be reserved: nothing is sealed
+    assert "after 0" in out
+    append = next(line for line in out if line.startswith("append"))
+    assert append.endswith("True True"), out  # room was made by dropping the oldest, counted
+    assert "shed True" in out
+
+
 def test_i2c_nack_errno_per_port(flash: Path) -> None:
     code = (
         "import machine\ni2c = machine.I2C(0)\nprint('scan', i2c.scan())\n"
