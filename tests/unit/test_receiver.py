@@ -484,7 +484,8 @@ def test_shared_subscription_name() -> None:
         ("mqtt://h/a+/b", {}, "invalid MQTT topic"),
         ("mqtt://h/$share/g/t", {}, "--share"),
         ("mqtt://h/t", {"share": "a/b"}, "share group"),
-        ("http://h/t", {}, "unsupported source"),
+        ("http://h/t", {}, "HOST:PORT"),  # an HTTP source listens: it needs a port
+        ("https://h:443/t", {}, "unsupported source"),
         ("file:/nonexistent/x.hex", {}, "no capture file"),
         ("/nonexistent/x.hex", {}, "no capture file"),
         ("x.hex", {"share": "g"}, "mqtt:// sources only"),
