@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.progress import (
-    Progress,
-    TaskID,
-)
 
-from .deploy import DeployResult, deploy
-from .progress import byte_progress
+if TYPE_CHECKING:  # imported when the command runs: `atsource --help` stays fast
+    from rich.progress import Progress, TaskID
+
+    from .deploy import DeployResult
 
 
 class _Bar:
@@ -78,6 +77,9 @@ def deploy_cmd(
       atsource deploy --port /dev/ttyACM0
       atsource deploy --port /dev/pts/5 --dry-run
     """
+    from .deploy import deploy
+    from .progress import byte_progress
+
     with byte_progress(as_json) as progress:
         result = deploy(
             port, board=board, src=src, dry_run=dry_run, reset=reset, reporter=_Bar(progress)

@@ -7,15 +7,17 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from .errors import UserError
-from .provision import DEFAULT_GRACE_S, rotate
-from .registry import PATH_ENV, Registry
+from .paths import REGISTRY_ENV as PATH_ENV
+
+if TYPE_CHECKING:  # imported when a command runs: `atsource --help` stays fast
+    from rich.console import Console
+
+    from .registry import Registry
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,6 +34,8 @@ def registry_option(f: F) -> F:
 
 
 def open_registry(path: Path | None) -> Registry:
+    from .registry import Registry
+
     return Registry.open(path)
 
 
@@ -53,6 +57,8 @@ def parse_grace(text: str) -> float:
 
 
 def _console() -> Console:
+    from rich.console import Console
+
     # Piped output keeps whole table cells rather than rich's 80-column default.
     con = Console()
     return con if con.is_terminal else Console(width=200)
@@ -106,6 +112,8 @@ def devices_list(registry_path: Path | None, as_json: bool) -> None:
     if not data:
         click.echo("no devices in the registry (provision one: atsource provision --help)")
         return
+    from rich.table import Table
+
     t = Table("device", "site", "board", "state", "gen", "policy", "verified", "board ref")
     for d in data:
         t.add_row(
@@ -159,6 +167,8 @@ def keys_list(device: str | None, registry_path: Path | None, as_json: bool) -> 
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
+    from rich.table import Table
+
     t = Table("device", "gen", "kid", "state", "created", "valid until / revoked")
     for d in data:
         t.add_row(
@@ -196,6 +206,8 @@ def keys_rotate(
     Example:
       atsource keys rotate dev-000007 --port /dev/ttyACM0 --grace 2d
     """
+    from .provision import DEFAULT_GRACE_S, rotate
+
     number = parse_device(device)
     grace_s = parse_grace(grace) if grace else DEFAULT_GRACE_S
     with open_registry(registry_path) as reg:

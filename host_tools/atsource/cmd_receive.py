@@ -8,13 +8,15 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from .errors import UserError
 from .record import FIELD_NAMES, describe
-from .store import Reading, SQLiteStore, StoreStats
+
+if TYPE_CHECKING:  # the store (cbor2, cryptography) is imported when a command runs
+    from .store import Reading, StoreStats
 
 # Exit code when --count N frames were not accepted before the source ended or --timeout.
 EXIT_SHORT = 4
@@ -175,6 +177,7 @@ def receive(
       atsource receive --export csv --out readings.csv
     """
     from .receiver import Receiver, RunSummary, open_source
+    from .store import SQLiteStore
 
     if export_fmt and out is None:
         raise UserError("--export needs --out FILE (- for stdout)")
