@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import binascii
 import contextlib
 import hashlib
 import math
@@ -282,12 +283,13 @@ class Device:
         s = self.eval("__import__('os').statvfs('/')")
         return int(s[0]) * int(s[3])
 
-    def detect_board(self) -> Board:
-        """The board definition for this device: its USB ids, then what MicroPython reports."""
+    def detect_board(self, info: dict[str, str] | None = None) -> Board:
+        """The board definition for this device: its USB ids, then what MicroPython reports
+        (``info``: its ``uname()`` when already known, e.g. from ``survey``)."""
         name = usb_board(self.port)
         if name:
             return load_board(name)
-        info = self.uname()
+        info = info if info is not None else self.uname()
         boards = [load_board(n) for n in board_names()]
         for b in boards:
             if b.machine == info.get("machine"):
@@ -414,6 +416,60 @@ class Device:
             raise DeviceError(f"unexpected answer from the board on {self.port} (sha256)")
         return {p: (None if h == "-" else h) for p, h in zip(paths, lines, strict=True)}
 
+    def survey(self, sizes: dict[str, set[int]], read: str | None = None) -> Survey:
+        """What a deploy needs to know, in one round trip: the VM's bytecode version and
+        ``uname``, every file on the board with its size, the SHA-256 of each file named in
+        ``sizes`` whose size on the board is one of those given (a file of another size
+        differs anyway), and the bytes of the small file ``read`` (None when it is missing)."""
+        want = {p: tuple(sorted(n)) for p, n in sorted(sizes.items())}
+        code = (
+            "import os,sys,hashlib\nfrom binascii import hexlify as _h,b2a_base64 as _e\n"
+            f"_z={want!r}\n_b=bytearray(512)\n_m=memoryview(_b)\n"
+            "print('V',getattr(sys.implementation,'_mpy',0))\n"
+            "_u=os.uname()\nprint('U\\t'+_u[0]+'\\t'+_u[4])\n"
+            "def _w(d):\n"
+            " for e in os.ilistdir(d):\n"
+            "  p=d.rstrip('/')+'/'+e[0]\n"
+            "  if e[1]&0x4000:\n   _w(p);continue\n"
+            "  n=e[3] if len(e)>3 else os.stat(p)[6]\n"
+            "  x='-'\n"
+            "  if n in _z.get(p,()):\n"
+            "   s=hashlib.sha256();f=open(p,'rb')\n"
+            "   while 1:\n    k=f.readinto(_b)\n    if not k:break\n    s.update(_m[:k])\n"
+            "   f.close();x=_h(s.digest()).decode()\n"
+            "  print('F\\t'+p+'\\t'+str(n)+'\\t'+x)\n"
+            "_w('/')\n"
+        )
+        if read is not None:
+            code += (
+                f"try:\n _f=open({read!r},'rb')\nexcept OSError:\n _f=None\n"
+                "if _f:\n while 1:\n  _k=_f.read(768)\n  if not _k:break\n"
+                "  print('R',_e(_k).decode().strip())\n _f.close()\n"
+            )
+        out = self.exec(code, timeout=self.timeout * 3)
+        sv = Survey(mpy=(0, 0), sysname="", machine="", sizes={}, hashes={}, data=None)
+        chunks: list[bytes] = []
+        try:
+            for ln in out.splitlines():
+                kind, _, rest = ln.rstrip("\r").partition(" " if ln[:1] in "VR" else "\t")
+                if kind == "V":
+                    v = int(rest)
+                    sv.mpy = (v & 0xFF, (v >> 8) & 3)
+                elif kind == "U":
+                    sv.sysname, sv.machine = rest.split("\t", 1)
+                elif kind == "F":
+                    path, size, digest = rest.rsplit("\t", 2)
+                    sv.sizes[path] = int(size)
+                    if digest != "-":
+                        sv.hashes[path] = digest
+                elif kind == "R":
+                    chunks.append(base64.b64decode(rest))
+        except (ValueError, binascii.Error):
+            raise DeviceError(f"unexpected answer from the board on {self.port} (survey)") from None
+        if read is not None and read in sv.sizes:
+            sv.data = b"".join(chunks)
+        return sv
+
     def soft_reboot(self) -> None:
         """Leave the raw REPL and soft-reset, so boot.py and main.py run (the new firmware)."""
         with contextlib.suppress(Exception):
@@ -435,6 +491,22 @@ class Device:
         with contextlib.suppress(DeviceError):
             self._t.exec_raw_no_follow("import machine\nmachine.reset()")
         self._close_quietly()
+
+
+@dataclass
+class Survey:
+    """One look at a board (``Device.survey``)."""
+
+    mpy: tuple[int, int]  # bytecode version and sub-version
+    sysname: str
+    machine: str
+    sizes: dict[str, int]  # every file: absolute path -> size
+    hashes: dict[str, str]  # SHA-256 hex of the files asked for whose size matched
+    data: bytes | None  # the file asked to be read, None when missing
+
+    @property
+    def uname(self) -> dict[str, str]:
+        return {"sysname": self.sysname, "machine": self.machine}
 
 
 _HELPERS = "import os\ndef _st(p):\n try:\n  return os.stat(p)\n except OSError:\n  return None\n"
@@ -475,6 +547,7 @@ __all__ = [
     "Device",
     "DeviceError",
     "PortInfo",
+    "Survey",
     "TransportExecError",
     "connect",
     "list_boards",
