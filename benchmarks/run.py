@@ -23,6 +23,7 @@ from atsource.emulator.engine import EmulatedBoard
 
 from benchmarks.host_tools import deploy_times, provision_times
 from benchmarks.receiver import receiver_throughput
+from benchmarks.timing import bme280_inversion, world_generation
 from benchmarks.uplink import counter_writes, device_sealing
 
 DAY_US = 86_400 * 1_000_000
@@ -147,6 +148,8 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "receiver_throughput": receiver_throughput,
     "deploy_times": deploy_times,
     "provision_times": provision_times,
+    "bme280_inversion": bme280_inversion,
+    "world_generation": world_generation,
 }
 
 
