@@ -72,7 +72,10 @@ def valid_policies(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @given(valid_policies(), st.sampled_from([None, 0, 2]), st.booleans())
-@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 def test_random_valid_policies_hash_alike(
     tmp_path: Path, p: dict[str, Any], indent: int | None, ascii_only: bool
 ) -> None:
@@ -138,7 +141,10 @@ def _has_float(v: Any) -> bool:
 
 
 @given(faulty_policies())
-@settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=400,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 def test_device_and_host_give_the_same_reasons(tmp_path: Path, p: dict[str, Any]) -> None:
     reasons = host.validate(p)
     if not _has_float(p):
