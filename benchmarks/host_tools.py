@@ -35,7 +35,7 @@ def deploy_times() -> dict[str, Any]:
         "full_copied": len(full.copied),
         "noop_s": noop.seconds,
         "noop_copied": len(noop.copied),
-        "note": "emulated board without raw-paste: mpremote's 256-byte, 10 ms write pace",
+        "note": "emulated board: plain raw REPL (no raw-paste), written without a UART's pacing",
     }
 
 

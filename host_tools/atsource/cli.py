@@ -170,13 +170,16 @@ def emulate(
     click.echo(f"{b.name}: flash {flash}", err=True)
     try:
         if serial:
+            from .boardtime import announce
+
             bridge = SerialBridge(tcp_port=tcp_port)
             click.echo(f"serial: {bridge.url}")
             click.echo(f"serial: socket://127.0.0.1:{bridge.tcp_port}")
             sys.stdout.flush()
             try:
                 until = emu.now_us + dur_us if dur_us is not None else None
-                stats = emu.serve(bridge, until_us=until)
+                with announce(bridge.urls, flash):
+                    stats = emu.serve(bridge, until_us=until)
             finally:
                 bridge.close()
         else:

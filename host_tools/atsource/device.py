@@ -32,6 +32,7 @@ from mpremote.transport_serial import SerialTransport
 from serial.tools import list_ports
 
 from .boards import Board, board_names, load_board
+from .boardtime import BoardClock, clock_for
 from .errors import DeviceError
 
 MPREMOTE_VERSION = "1.29.0"
@@ -105,6 +106,63 @@ def _open_error(port: str) -> str:
     return "failed to open"
 
 
+class _Transport(SerialTransport):
+    """mpremote's serial transport, waiting by the board's clock (``boardtime``): an emulated
+    board is not declared dead because the machine is busy. For an emulated board it also
+    skips what only a real UART needs: the raw-paste probe (the emulated port refuses it; its
+    1 s read would misfire under load) and the 10 ms pause after every 256 bytes written."""
+
+    def __init__(self, port: str, baudrate: int) -> None:
+        # A read timeout makes the byte-by-byte pty reads return, so timeouts are honoured.
+        super().__init__(port, baudrate=baudrate, timeout=1.0)
+        self.clock: BoardClock = clock_for(port)
+        self.emulated = self.clock.emulated is not None
+        if self.emulated:
+            self.use_raw_paste = False
+
+    def read_until(
+        self,
+        min_num_bytes: int,
+        ending: bytes,
+        timeout: float | None = 10,
+        data_consumer: Callable[[bytes], None] | None = None,
+        timeout_overall: float | None = None,
+    ) -> bytes:
+        """mpremote's ``read_until`` (same arguments and result) on the board's clock."""
+        now = self.clock.now
+        data = b""
+        begin_overall = begin_char = now()
+        while not data.endswith(ending):
+            new = self.serial.read(1) if self.is_pty or self.serial.in_waiting > 0 else b""
+            if new:
+                if data_consumer:
+                    data_consumer(new)
+                    data = new
+                else:
+                    data += new
+                begin_char = now()
+                continue
+            t = now()
+            if timeout is not None and t >= begin_char + timeout:
+                break
+            if timeout_overall is not None and t >= begin_overall + timeout_overall:
+                break
+            time.sleep(0.01)
+        return data
+
+    def exec_raw_no_follow(self, command: str | bytes) -> None:
+        if not self.emulated:
+            super().exec_raw_no_follow(command)
+            return
+        data = command if isinstance(command, bytes) else command.encode()
+        if not self.read_until(1, b">").endswith(b">"):
+            raise TransportError("could not enter raw repl")
+        self.serial.write(data + b"\x04")
+        ok = self.read_until(1, b"OK", timeout=10)
+        if ok != b"OK":
+            raise TransportError(f"could not exec command (response: {ok[-20:]!r})")
+
+
 class Device:
     """A MicroPython board in raw-REPL mode. Use as a context manager or call ``close()``."""
 
@@ -127,14 +185,17 @@ class Device:
             self._close_quietly()
             raise
 
+    @property
+    def emulated(self) -> bool:
+        """An emulated board that announced its port: waits on it use board time."""
+        return self._t.emulated
+
     # ---- connection --------------------------------------------------------------------------
-    def _open(self, port: str, baudrate: int, retries: int) -> SerialTransport:
+    def _open(self, port: str, baudrate: int, retries: int) -> _Transport:
         last = ""
         for attempt in range(retries + 1):
             try:
-                # A read timeout makes mpremote's byte-by-byte pty reads return, so its own
-                # per-character and overall timeouts are honoured.
-                return SerialTransport(port, baudrate=baudrate, timeout=1.0)
+                return _Transport(port, baudrate)
             except TransportError:
                 last = _open_error(port)
             except serial.SerialException as e:

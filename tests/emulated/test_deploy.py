@@ -172,6 +172,7 @@ def test_device_wrapper_files_and_hashes(flash: Path) -> None:
 
     data = os.urandom(7000)
     with serve_board("esp32-devkitc", flash) as b, Device(b.socket_url) as dev:
+        assert dev.emulated  # the served board announced its ports: waits use board time
         dev.write_atomic("/a/b/c.bin", data)
         assert dev.read_file("/a/b/c.bin") == data
         assert dev.sha256(["/a/b/c.bin", "/none"]) == {

@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import firmware_build, paths
 from ..boards import Board, load_board
+from ..boardtime import announce
 from ..errors import UserError
 from .engine import EmulatedBoard, EmulatorError
 from .serialport import SerialBridge
@@ -131,6 +132,9 @@ class ServedBoard:
 
     def start(self) -> ServedBoard:
         self._thread.start()
+        # Host tools on these ports wait by the board's clock, not the wall clock (boardtime).
+        self._announced = announce(self.bridge.urls, self.emu.flash_dir, self._thread.native_id)
+        self._announced.__enter__()
         return self
 
     def power_cut(self, off_s: float = 0.0) -> None:
@@ -160,6 +164,7 @@ class ServedBoard:
         raise TimeoutError(f"'{text}' did not appear on the console within {timeout} s")
 
     def stop(self) -> None:
+        self._announced.__exit__(None, None, None)
         self.emu.stop()
         self._thread.join(timeout=20)
         self.bridge.close()
