@@ -8,7 +8,6 @@ import os
 import shutil
 import struct
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -107,10 +106,11 @@ def test_interrupted_deploy_is_finished_by_the_next(flash: Path, tmp_path: Path)
             def advance(self, nbytes: int) -> None:
                 pass
 
+        boots = b.boots
         with pytest.raises(DeviceError):
             deploy(b.port, src=src, reporter=CutAfterTwoFiles())
         assert not (flash / "manifest.json").exists()
-        time.sleep(0.5)
+        b.wait_boot(boots)  # power back (board time, however busy the machine)
         done = deploy(b.port, src=src)
         assert 0 < len(done.copied) < len(firmware_build.build(load_board("esp32-devkitc"), src))
         assert deploy(b.port, src=src).copied == []
