@@ -23,6 +23,26 @@ settings.load_profile("atsource")
 START_US = 1_780_272_000 * 1_000_000  # 2026-06-01T00:00:00Z
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for parallel runs (`make test`: pytest-xdist, --dist loadgroup): a test goes to
+    any free worker, except that tests sharing something costly to set up run on one worker,
+    which sets it up once: board tests (`dut`, `duts`) share the session's emulated boards,
+    and the tests of a module with a module-scoped fixture share that fixture. A test that
+    names its own group (``xdist_group``) keeps it."""
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        names = set(getattr(item, "fixturenames", ()))
+        if names & {"dut", "duts", "atsource_boards"}:
+            item.add_marker(pytest.mark.xdist_group("atsource-boards"))
+            continue
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs.values() if info is not None else ()
+        if any(d[-1].scope == "module" for d in defs if d):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _own_cache_and_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Each test session (each pytest-xdist worker has its own) gets its own cache (compiled

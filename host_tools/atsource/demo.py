@@ -241,7 +241,10 @@ def _via_mqtt(
 
     t = threading.Thread(target=consume, daemon=True)
     t.start()
-    time.sleep(1.0)  # subscribed before the first publish (QoS 1, clean session)
+    # Publish once the receiver is subscribed (QoS 1, clean session): wait for that, not for
+    # a fixed pause a busy machine may overrun.
+    while not src.ready.wait(0.2) and t.is_alive():
+        pass
     host_port = url.split("://", 1)[1].split("/", 1)
     host, _, port = host_port[0].partition(":")
     topic = host_port[1] if len(host_port) > 1 else "atsource/up"
