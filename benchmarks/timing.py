@@ -93,3 +93,41 @@ def world_generation() -> dict[str, Any]:
         "floor_residential_cpu_s": round(floor, 3),
         "note": "CPU seconds to build the world, best of 2",
     }
+
+
+CLI_GOAL_S = 0.3  # issue 14: `atsource --help` and `--version`
+DEPLOY_NOOP_GOAL_S = 1.0  # issue 14: `atsource deploy` with nothing to copy, emulated board
+
+
+def cli_startup(runs: int = 7) -> dict[str, Any]:
+    """Wall time of `atsource --version` and `atsource --help` as a user starts them (a new
+    Python process each). Floor: `python -c pass` in the same run, the interpreter alone."""
+    import statistics
+    import subprocess
+    import sys
+
+    def wall(args: list[str]) -> list[float]:
+        out = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            subprocess.run(args, capture_output=True, check=True)
+            out.append(time.perf_counter() - t)
+        return out
+
+    exe = [sys.executable, "-m", "atsource.cli"]
+    floor = wall([sys.executable, "-c", "pass"])
+    res: dict[str, Any] = {}
+    for name, args in (("version", [*exe, "--version"]), ("help", [*exe, "--help"])):
+        w = wall(args)
+        res[f"{name}_best_s"] = round(min(w), 3)
+        res[f"{name}_median_s"] = round(statistics.median(w), 3)
+        res[f"{name}_meets_goal"] = statistics.median(w) < CLI_GOAL_S
+    res.update(
+        {
+            "goal_s": CLI_GOAL_S,
+            "floor_python_median_s": round(statistics.median(floor), 3),
+            "note": f"wall time of a new process, {runs} runs each; the floor is the bare "
+            "interpreter's start-up on the same machine in the same run",
+        }
+    )
+    return res
