@@ -131,3 +131,42 @@ def cli_startup(runs: int = 7) -> dict[str, Any]:
         }
     )
     return res
+
+
+FLEET_GOAL_BOARD_DAYS_PER_MIN = 25.0  # issue 14: 50 boards for a day in two minutes
+
+
+def fleet_residential(span_h: float = 6.0) -> dict[str, Any]:
+    """`atsource emulate --fleet`: two boards per core (both kinds in turn) on the residential
+    scenario for ``span_h`` hours each, in parallel processes; boards x simulated day per wall
+    minute. Floor: one esp32 board alone in the same run, times the cores (perfect scaling)."""
+    from atsource.emulator.fleet import default_workers, members, run_fleet
+
+    span_us = int(span_h * 3600 * 1e6)
+    cores = default_workers()
+    single = run_fleet(members(1, ["esp32-devkitc"], "residential", 1), span_us, workers=1)
+    fleet = run_fleet(members(2 * cores, ["esp32-devkitc", "pico-w"], "residential", 1), span_us)
+    ideal = single.board_days_per_minute * cores
+    rate = fleet.board_days_per_minute
+    return {
+        "boards": len(fleet.boards),
+        "failed": len(fleet.failed),
+        "span_h": span_h,
+        "workers": fleet.workers,
+        "wall_s": round(fleet.wall_s, 2),
+        "cpu_s_per_board_day": {
+            kind: round(
+                sum(b.cpu_s for b in fleet.boards if b.board == kind)
+                / max(1e-9, sum(b.simulated_s for b in fleet.boards if b.board == kind) / 86_400),
+                1,
+            )
+            for kind in ("esp32-devkitc", "pico-w")
+        },
+        "board_days_per_minute": round(rate, 2),
+        "goal_board_days_per_minute": FLEET_GOAL_BOARD_DAYS_PER_MIN,
+        "meets_goal": rate >= FLEET_GOAL_BOARD_DAYS_PER_MIN,
+        "floor_one_board_x_cores": round(ideal, 2),
+        "parallel_efficiency": round(rate / ideal, 2) if ideal else None,
+        "note": "bench mode, repository firmware, fresh flash per board; the rate is bound "
+        "by the emulator's cost per board (CPU-s per board-day), see issue 14",
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -40,3 +41,26 @@ def test_missing_scenario_and_bad_duration(tmp_path: Path) -> None:
     assert r.returncode == 2 and "scenario not found: nowhere" in r.stderr
     r = atsource("emulate", "pico-w", "--duration", "soon", "--flash", str(tmp_path))
     assert r.returncode == 2 and "bad duration 'soon'" in r.stderr
+
+
+def test_fleet_runs_boards_of_both_kinds_in_parallel() -> None:
+    r = atsource("emulate", "--fleet", "3", "--duration", "10m", "--seed", "5", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["boards"] == 3 and out["failed"] == 0 and 1 <= out["workers"] <= 3
+    runs = out["runs"]
+    assert [x["board"] for x in runs] == ["esp32-devkitc", "pico-w", "esp32-devkitc"]
+    assert [x["seed"] for x in runs] == [5, 6, 7]
+    assert all(x["simulated_s"] == 600 and x["scenario"] == "residential" for x in runs)
+    assert all(0 < x["heap_peak"] <= x["ram_budget"] for x in runs)
+    assert out["board_days"] == round(3 * 600 / 86_400, 3)
+
+
+def test_fleet_refuses_single_board_options() -> None:
+    r = atsource("emulate", "--fleet", "2", "--serial")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "atsource: error: --fleet runs the repository firmware on fresh flash: drop --serial"
+    ]
+    r = atsource("emulate")
+    assert r.returncode == 2 and "name the BOARD to emulate" in r.stderr
