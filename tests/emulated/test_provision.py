@@ -207,7 +207,10 @@ def test_power_cut_mid_provisioning_then_again(flash: Path, _registry_env: Path)
 def test_rotation_and_revocation_seen_by_the_receiver(flash: Path, _registry_env: Path) -> None:
     with serve_board("esp32-devkitc", flash) as b:
         deploy(b.port)
-        code, _, err = cli("provision", "--port", b.port, "--site", "harbour")
+        notices = str(flash.parent / "notices")  # not the working directory: workers share it
+        code, _, err = cli(
+            "provision", "--port", b.port, "--site", "harbour", "--notice-dir", notices
+        )
         assert code == 0, err
         f1 = selftest_frame(b.port)
         with Registry.open(_registry_env) as reg:
