@@ -7,7 +7,14 @@ ESP32_STUBS := micropython-esp32-stubs==1.29.0.post1
 RP2_STUBS   := micropython-rp2-rpi_pico_w-stubs==1.29.0.post1
 STDLIB_STUBS := micropython-stdlib-stubs==1.29.0.post2
 
-.PHONY: setup system-packages test lint typecheck unit bench demo clean mpy-tests
+# make test: pytest-xdist on every core; tests that share a costly set-up (the session's
+# emulated boards, a module fixture, one simulated day) run on one worker (tests/conftest.py).
+TEST_WORKERS ?= auto
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadgroup
+# make test-under-load: CPU hogs per core beside the suite (benchmarks/cpu_hog.py).
+HOG_PER_CORE ?= 2
+
+.PHONY: setup system-packages test test-under-load lint typecheck unit bench demo clean mpy-tests
 
 setup: $(BIN)/atsource node_modules/.installed $(STUBS)/esp32/.installed $(STUBS)/rp2/.installed system-packages
 
@@ -52,7 +59,12 @@ typecheck:
 	$(BIN)/python -m atsource.devtools.typecheck
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_PARALLEL)
+
+# The suite while other processes keep every core busy: nothing may fail because the machine
+# is slow (docs/testing.md, "Steadiness").
+test-under-load:
+	$(BIN)/python -m benchmarks.cpu_hog --per-core $(HOG_PER_CORE) -- $(MAKE) test
 
 bench:
 	$(BIN)/python -m benchmarks.run

@@ -24,6 +24,12 @@ from atsource.emulator.engine import EmulatedBoard
 from benchmarks.accuracy import people_accuracy
 from benchmarks.host_tools import deploy_times, provision_times
 from benchmarks.receiver import receiver_throughput
+from benchmarks.timing import (
+    bme280_inversion,
+    cli_startup,
+    fleet_residential,
+    world_generation,
+)
 from benchmarks.uplink import counter_writes, device_sealing
 
 DAY_US = 86_400 * 1_000_000
@@ -149,6 +155,10 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "deploy_times": deploy_times,
     "provision_times": provision_times,
     "people_accuracy": people_accuracy,
+    "bme280_inversion": bme280_inversion,
+    "world_generation": world_generation,
+    "cli_startup": cli_startup,
+    "fleet_residential": fleet_residential,
 }
 
 

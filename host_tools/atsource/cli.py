@@ -40,7 +40,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("board")
+@click.argument("board", required=False)
 @click.option("--scenario", help="Scenario file or name of a shipped one (e.g. plaza).")
 @click.option(
     "--flash",
@@ -95,9 +95,21 @@ def main() -> None:
     help="Append frames the board sends over the host link to FILE (hex, one per line).",
 )
 @click.option("--quiet", is_flag=True, help="Do not print the console.")
+@click.option(
+    "--fleet",
+    type=click.IntRange(min=1),
+    help="Run N boards at once (BOARD: one kind, or none for both kinds in turn), in bench "
+    "mode, one worker process per core; prints each board's figures and boards x day per "
+    "minute (default scenario: residential).",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    help="With --fleet: worker processes (default: one per core).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
 def emulate(
-    board: str,
+    board: str | None,
     scenario: str | None,
     flash_dir: Path | None,
     erase: bool,
@@ -114,6 +126,8 @@ def emulate(
     instance: str,
     uplink: Path | None,
     quiet: bool,
+    fleet: int | None,
+    jobs: int | None,
     as_json: bool,
 ) -> None:
     """Run an emulated BOARD: the real MicroPython VM running our firmware.
@@ -122,7 +136,23 @@ def emulate(
     Examples:
       atsource emulate pico-w --scenario plaza --duration 24h
       atsource emulate esp32-devkitc --serial        # then: mpremote connect PORT repl
+      atsource emulate --fleet 8 --duration 6h       # 8 boards of both kinds at once
     """
+    if fleet is not None:
+        given = {
+            "--flash": flash_dir, "--erase": erase, "--firmware": firmware, "--bare": bare,
+            "--source": source, "--serial": serial, "--speed": speed, "--entry": entry,
+            "--uplink": uplink, "--start": start,
+        }  # fmt: skip
+        clash = [k for k, v in given.items() if v]
+        if clash:
+            raise UserError(f"--fleet runs the repository firmware on fresh flash: drop {clash[0]}")
+        _emulate_fleet(board, fleet, jobs, scenario or "residential", duration, seed, as_json)
+        return
+    if board is None:
+        raise UserError("name the BOARD to emulate (esp32-devkitc, pico-w), or use --fleet N")
+    if jobs is not None:
+        raise UserError("--jobs goes with --fleet")
     from .boards import load_board
     from .emulator.api import (
         default_flash_dir,
@@ -180,6 +210,7 @@ def emulate(
         click.echo(f"{b.name}: flash {flash}", err=True)
         try:
             if serial:
+                from .boardtime import announce as announce_clock
                 from .ports import announce
 
                 bridge = SerialBridge(tcp_port=tcp_port)
@@ -188,7 +219,10 @@ def emulate(
                 click.echo(f"serial: {tcp_url}", err=as_json)
                 sys.stdout.flush()
                 try:
-                    with announce(b.name, instance, bridge.url, tcp_url):  # atsource ports
+                    with (
+                        announce(b.name, instance, bridge.url, tcp_url),  # atsource ports
+                        announce_clock(bridge.urls, flash),  # board time for waits on it
+                    ):
                         until = emu.now_us + dur_us if dur_us is not None else None
                         stats = emu.serve(bridge, until_us=until)
                 finally:
@@ -222,6 +256,69 @@ def emulate(
             f"{summary['wall_s']:.1f} s; {heap}; {len(stats.resets)} boot(s)",
             err=True,
         )
+
+
+def _emulate_fleet(
+    board: str | None,
+    n: int,
+    jobs: int | None,
+    scenario: str,
+    duration: str | None,
+    seed: int | None,
+    as_json: bool,
+) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .boards import board_names, load_board
+    from .emulator.api import resolve_scenario
+    from .emulator.engine import parse_duration
+    from .emulator.fleet import BoardRun, default_workers, members, run_fleet
+
+    kinds = [load_board(board).name] if board else board_names()
+    resolve_scenario(scenario)  # a bad name is one line, before any worker starts
+    dur_us = parse_duration(duration) if duration else None
+    fleet = members(n, kinds, scenario, 1 if seed is None else seed)
+    workers = min(jobs or default_workers(), n)
+    err = Console(stderr=True)
+    if not as_json:
+        span = duration or "the scenario's span"
+        err.print(
+            f"fleet: {n} board(s) ({', '.join(kinds)}), {scenario}, {span}, {workers} in parallel"
+        )
+    with Progress(
+        TextColumn("fleet"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=as_json or not err.is_terminal,
+    ) as progress:
+        task = progress.add_task("boards", total=n)
+
+        def done(r: BoardRun) -> None:
+            progress.advance(task)
+            if not as_json:
+                what = f"FAILED: {r.error}" if r.error else (
+                    f"{r.simulated_s / 3600:.1f} h in {r.wall_s:.1f} s ({r.cpu_s:.1f} CPU-s), "
+                    f"peak heap {r.heap_peak} of {r.ram_budget} B, {r.resets} boot(s)"
+                )  # fmt: skip
+                progress.console.print(
+                    f"  #{r.index} {r.board} seed {r.seed}: {what}", soft_wrap=True
+                )
+
+        result = run_fleet(fleet, dur_us, workers=workers, on_done=done)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        click.echo(
+            f"fleet: {len(result.boards) - len(result.failed)} of {n} board(s) ran "
+            f"{result.board_days:.2f} board-days in {result.wall_s:.1f} s: "
+            f"{result.board_days_per_minute:.1f} boards x day per minute"
+        )
+    if result.failed:
+        sys.exit(3)
 
 
 from .cmd_receive import receive, store_group  # noqa: E402

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.progress import (
-    Progress,
-    TaskID,
-)
 
 from .cmd_keys import registry_option
 from .cmd_ports import PORT_HELP
-from .deploy import DeployResult, deploy
-from .progress import byte_progress
+
+if TYPE_CHECKING:  # imported when the command runs: `atsource --help` stays fast
+    from rich.progress import Progress, TaskID
+
+    from .deploy import DeployResult
 
 
 class _Bar:
@@ -106,7 +106,9 @@ def deploy_cmd(
       atsource deploy --port /dev/ttyACM0
       atsource deploy --port /dev/pts/5 --dry-run
     """
+    from .deploy import deploy
     from .ports import resolve
+    from .progress import byte_progress
 
     port = resolve(port)
     with byte_progress(as_json) as progress:

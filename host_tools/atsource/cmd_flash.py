@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from .flash import UF2_DIR_ENV, flash
-from .progress import byte_progress
+from .paths import UF2_DIR_ENV
 
 
 @click.command("flash")
@@ -60,6 +59,9 @@ def flash_cmd(
       atsource flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-v1.29.0.bin --erase
       atsource flash --port /dev/ttyACM0 --firmware RPI_PICO_W-v1.29.0.uf2
     """
+    from .flash import flash
+    from .progress import byte_progress
+
     with byte_progress(as_json) as progress:
         task = progress.add_task("preparing", total=None)
 

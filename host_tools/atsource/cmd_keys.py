@@ -8,16 +8,18 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from .cmd_ports import PORT_HELP
 from .errors import UserError
-from .provision import DEFAULT_GRACE_S, rotate
-from .registry import PATH_ENV, Registry
+from .paths import REGISTRY_ENV as PATH_ENV
+
+if TYPE_CHECKING:  # imported when a command runs: `atsource --help` stays fast
+    from rich.console import Console
+
+    from .registry import Registry
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +37,8 @@ def registry_option(f: F) -> F:
 
 def open_registry(path: Path | None, *, create: bool = False) -> Registry:
     """The registry; only provisioning creates one (a read never makes a file or a key)."""
+    from .registry import Registry
+
     return Registry.open(path, create=create)
 
 
@@ -56,6 +60,8 @@ def parse_grace(text: str) -> float:
 
 
 def _console() -> Console:
+    from rich.console import Console
+
     # Piped output keeps whole table cells rather than rich's 80-column default.
     con = Console()
     return con if con.is_terminal else Console(width=200)
@@ -195,6 +201,8 @@ def devices_list(
             else "no devices in the registry (provision one: atsource provision --help)"
         )
     else:
+        from rich.table import Table
+
         t = Table(
             "device", "site", "board", "state", "gen", "policy", "last frame", "missing since",
             "rejects", "firmware",
@@ -262,6 +270,8 @@ def keys_list(device: str | None, registry_path: Path | None, as_json: bool) -> 
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
+    from rich.table import Table
+
     t = Table("device", "gen", "kid", "state", "created", "valid until / revoked")
     for d in data:
         t.add_row(
@@ -299,6 +309,8 @@ def keys_rotate(
     Example:
       atsource keys rotate dev-000007 --port /dev/ttyACM0 --grace 2d
     """
+    from .provision import DEFAULT_GRACE_S, rotate
+
     number = parse_device(device)
     grace_s = parse_grace(grace) if grace else DEFAULT_GRACE_S
     from .ports import resolve

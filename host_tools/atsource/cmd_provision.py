@@ -6,14 +6,17 @@ import json
 import sys
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from .cmd_keys import open_registry, registry_option
 from .errors import UserError
-from .provision import ProvisionResult, batch_ports, load_config, provision, provision_batch
+
+if TYPE_CHECKING:  # imported when the command runs: `atsource --help` stays fast
+    from rich.progress import TaskID
+
+    from .provision import ProvisionResult
 
 
 def _summary(r: ProvisionResult) -> str:
@@ -109,6 +112,11 @@ def provision_cmd(
       atsource provision --port /dev/ttyACM0 --site plaza-north
       atsource provision --batch --site depot --policy policies/strict.json
     """
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from .provision import batch_ports, load_config, provision, provision_batch
+
     load_config(config)  # a bad config is refused before any port or the registry is opened
     from .catalogue import load
     from .provision import check_place

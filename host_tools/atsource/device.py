@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import binascii
 import contextlib
 import hashlib
 import math
@@ -31,6 +32,7 @@ from mpremote.transport_serial import SerialTransport
 from serial.tools import list_ports
 
 from .boards import Board, board_names, load_board
+from .boardtime import BoardClock, clock_for
 from .errors import DeviceError, UserError
 
 MPREMOTE_VERSION = "1.29.0"
@@ -105,6 +107,63 @@ def _open_error(port: str) -> str:
     return "failed to open"
 
 
+class _Transport(SerialTransport):
+    """mpremote's serial transport, waiting by the board's clock (``boardtime``): an emulated
+    board is not declared dead because the machine is busy. For an emulated board it also
+    skips what only a real UART needs: the raw-paste probe (the emulated port refuses it; its
+    1 s read would misfire under load) and the 10 ms pause after every 256 bytes written."""
+
+    def __init__(self, port: str, baudrate: int) -> None:
+        # A read timeout makes the byte-by-byte pty reads return, so timeouts are honoured.
+        super().__init__(port, baudrate=baudrate, timeout=1.0)
+        self.clock: BoardClock = clock_for(port)
+        self.emulated = self.clock.emulated is not None
+        if self.emulated:
+            self.use_raw_paste = False
+
+    def read_until(
+        self,
+        min_num_bytes: int,
+        ending: bytes,
+        timeout: float | None = 10,
+        data_consumer: Callable[[bytes], None] | None = None,
+        timeout_overall: float | None = None,
+    ) -> bytes:
+        """mpremote's ``read_until`` (same arguments and result) on the board's clock."""
+        now = self.clock.now
+        data = b""
+        begin_overall = begin_char = now()
+        while not data.endswith(ending):
+            new = self.serial.read(1) if self.is_pty or self.serial.in_waiting > 0 else b""
+            if new:
+                if data_consumer:
+                    data_consumer(new)
+                    data = new
+                else:
+                    data += new
+                begin_char = now()
+                continue
+            t = now()
+            if timeout is not None and t >= begin_char + timeout:
+                break
+            if timeout_overall is not None and t >= begin_overall + timeout_overall:
+                break
+            time.sleep(0.01)
+        return data
+
+    def exec_raw_no_follow(self, command: str | bytes) -> None:
+        if not self.emulated:
+            super().exec_raw_no_follow(command)
+            return
+        data = command if isinstance(command, bytes) else command.encode()
+        if not self.read_until(1, b">").endswith(b">"):
+            raise TransportError("could not enter raw repl")
+        self.serial.write(data + b"\x04")
+        ok = self.read_until(1, b"OK", timeout=10)
+        if ok != b"OK":
+            raise TransportError(f"could not exec command (response: {ok[-20:]!r})")
+
+
 class Device:
     """A MicroPython board in raw-REPL mode. Use as a context manager or call ``close()``."""
 
@@ -127,14 +186,17 @@ class Device:
             self._close_quietly()
             raise
 
+    @property
+    def emulated(self) -> bool:
+        """An emulated board that announced its port: waits on it use board time."""
+        return self._t.emulated
+
     # ---- connection --------------------------------------------------------------------------
-    def _open(self, port: str, baudrate: int, retries: int) -> SerialTransport:
+    def _open(self, port: str, baudrate: int, retries: int) -> _Transport:
         last = ""
         for attempt in range(retries + 1):
             try:
-                # A read timeout makes mpremote's byte-by-byte pty reads return, so its own
-                # per-character and overall timeouts are honoured.
-                return SerialTransport(port, baudrate=baudrate, timeout=1.0)
+                return _Transport(port, baudrate)
             except TransportError:
                 last = _open_error(port)
             except serial.SerialException as e:
@@ -283,12 +345,13 @@ class Device:
         s = self.eval("__import__('os').statvfs('/')")
         return int(s[0]) * int(s[3])
 
-    def detect_board(self) -> Board:
-        """The board definition for this device: its USB ids, then what MicroPython reports."""
+    def detect_board(self, info: dict[str, str] | None = None) -> Board:
+        """The board definition for this device: its USB ids, then what MicroPython reports
+        (``info``: its ``uname()`` when already known, e.g. from ``survey``)."""
         name = usb_board(self.port)
         if name:
             return load_board(name)
-        info = self.uname()
+        info = info if info is not None else self.uname()
         boards = [load_board(n) for n in board_names()]
         for b in boards:
             if b.machine == info.get("machine"):
@@ -416,6 +479,60 @@ class Device:
             raise DeviceError(f"unexpected answer from the board on {self.port} (sha256)")
         return {p: (None if h == "-" else h) for p, h in zip(paths, lines, strict=True)}
 
+    def survey(self, sizes: dict[str, set[int]], read: str | None = None) -> Survey:
+        """What a deploy needs to know, in one round trip: the VM's bytecode version and
+        ``uname``, every file on the board with its size, the SHA-256 of each file named in
+        ``sizes`` whose size on the board is one of those given (a file of another size
+        differs anyway), and the bytes of the small file ``read`` (None when it is missing)."""
+        want = {p: tuple(sorted(n)) for p, n in sorted(sizes.items())}
+        code = (
+            "import os,sys,hashlib\nfrom binascii import hexlify as _h,b2a_base64 as _e\n"
+            f"_z={want!r}\n_b=bytearray(512)\n_m=memoryview(_b)\n"
+            "print('V',getattr(sys.implementation,'_mpy',0))\n"
+            "_u=os.uname()\nprint('U\\t'+_u[0]+'\\t'+_u[4])\n"
+            "def _w(d):\n"
+            " for e in os.ilistdir(d):\n"
+            "  p=d.rstrip('/')+'/'+e[0]\n"
+            "  if e[1]&0x4000:\n   _w(p);continue\n"
+            "  n=e[3] if len(e)>3 else os.stat(p)[6]\n"
+            "  x='-'\n"
+            "  if n in _z.get(p,()):\n"
+            "   s=hashlib.sha256();f=open(p,'rb')\n"
+            "   while 1:\n    k=f.readinto(_b)\n    if not k:break\n    s.update(_m[:k])\n"
+            "   f.close();x=_h(s.digest()).decode()\n"
+            "  print('F\\t'+p+'\\t'+str(n)+'\\t'+x)\n"
+            "_w('/')\n"
+        )
+        if read is not None:
+            code += (
+                f"try:\n _f=open({read!r},'rb')\nexcept OSError:\n _f=None\n"
+                "if _f:\n while 1:\n  _k=_f.read(768)\n  if not _k:break\n"
+                "  print('R',_e(_k).decode().strip())\n _f.close()\n"
+            )
+        out = self.exec(code, timeout=self.timeout * 3)
+        sv = Survey(mpy=(0, 0), sysname="", machine="", sizes={}, hashes={}, data=None)
+        chunks: list[bytes] = []
+        try:
+            for ln in out.splitlines():
+                kind, _, rest = ln.rstrip("\r").partition(" " if ln[:1] in "VR" else "\t")
+                if kind == "V":
+                    v = int(rest)
+                    sv.mpy = (v & 0xFF, (v >> 8) & 3)
+                elif kind == "U":
+                    sv.sysname, sv.machine = rest.split("\t", 1)
+                elif kind == "F":
+                    path, size, digest = rest.rsplit("\t", 2)
+                    sv.sizes[path] = int(size)
+                    if digest != "-":
+                        sv.hashes[path] = digest
+                elif kind == "R":
+                    chunks.append(base64.b64decode(rest))
+        except (ValueError, binascii.Error):
+            raise DeviceError(f"unexpected answer from the board on {self.port} (survey)") from None
+        if read is not None and read in sv.sizes:
+            sv.data = b"".join(chunks)
+        return sv
+
     def soft_reboot(self) -> None:
         """Leave the raw REPL and soft-reset, so boot.py and main.py run (the new firmware)."""
         with contextlib.suppress(Exception):
@@ -437,6 +554,22 @@ class Device:
         with contextlib.suppress(DeviceError):
             self._t.exec_raw_no_follow("import machine\nmachine.reset()")
         self._close_quietly()
+
+
+@dataclass
+class Survey:
+    """One look at a board (``Device.survey``)."""
+
+    mpy: tuple[int, int]  # bytecode version and sub-version
+    sysname: str
+    machine: str
+    sizes: dict[str, int]  # every file: absolute path -> size
+    hashes: dict[str, str]  # SHA-256 hex of the files asked for whose size matched
+    data: bytes | None  # the file asked to be read, None when missing
+
+    @property
+    def uname(self) -> dict[str, str]:
+        return {"sysname": self.sysname, "machine": self.machine}
 
 
 _HELPERS = "import os\ndef _st(p):\n try:\n  return os.stat(p)\n except OSError:\n  return None\n"
@@ -477,6 +610,7 @@ __all__ = [
     "Device",
     "DeviceError",
     "PortInfo",
+    "Survey",
     "TransportExecError",
     "connect",
     "list_boards",

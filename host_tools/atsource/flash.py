@@ -26,8 +26,8 @@ from typing import Any
 from .boards import Board, board_names, load_board
 from .device import Device, check_port_exists, list_boards, usb_board
 from .errors import DeviceError, UserError
+from .paths import UF2_DIR_ENV
 
-UF2_DIR_ENV = "ATSOURCE_UF2_DIR"
 UF2_MAGIC0 = 0x0A324655
 UF2_MAGIC1 = 0x9E5D5157
 UF2_MAGIC_END = 0x0AB16F30

@@ -16,6 +16,11 @@ BOARDS = ROOT / "boards"
 EMULATOR = BOARDS / "emulator"
 SCENARIOS = ROOT / "scenarios"
 
+# Environment variables the command line reads as option defaults. Named here, in a module the
+# CLI imports at start-up, so `atsource --help` need not import the modules that use them.
+REGISTRY_ENV = "ATSOURCE_REGISTRY"
+UF2_DIR_ENV = "ATSOURCE_UF2_DIR"
+
 
 def cache_dir() -> Path:
     """Per-user cache: emulated flash images and compiled firmware (XDG_CACHE_HOME honoured)."""

@@ -30,12 +30,12 @@ import secrets
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -52,6 +52,7 @@ DEFAULT_SPEED = 60.0  # emulated boards: simulated seconds per wall second
 DEFAULT_WINDOW_S = 60  # the test policy's window length (the policy minimum)
 DEFAULT_SAMPLE_S = 5  # env sampling period under test: a dozen samples per window
 CONSOLE_TAIL = 400  # console lines attached to a failed test's report
+REAL_MARGIN_S = 10.0  # real boards: wall seconds allowed beyond the board time waited for
 
 BOOT_RE = r"atsource: (\S+) boot (\d+) \((.+)\)"
 STREAMS = {"env": 1, "door_in": 2, "door_out": 3, "motion": 4, "ble": 5, "health": 6}
@@ -64,6 +65,7 @@ _SKIP_HARDWARE = "needs a real board: none attached (run with --board PORT)"
 _SKIP_EMULATED = "needs an emulated board (power cuts and scenario events cannot be injected)"
 
 _DUTS_KEY = pytest.StashKey[list["Dut"]]()
+T = TypeVar("T")
 
 
 # ---- options -------------------------------------------------------------------------------
@@ -468,17 +470,34 @@ class Dut:
         # Counters only grow: a frame sealed after this point has a higher one than any seen.
         self._piv_mark = self._max_piv
 
-    def wall(self, sim_s: float) -> float:
-        """Wall seconds to allow for ``sim_s`` seconds of board time, with a margin."""
-        return sim_s / self.speed + 10.0
+    def wait(self, ready: Callable[[], T | None], within: float, what: str) -> T:
+        """Poll ``ready()`` until it returns something other than None; give up after
+        ``within`` seconds of board time. A real board's time is the wall clock (plus a margin
+        for the host's own work). An emulated board's is its virtual clock, however slowly the
+        machine runs it (``ServedBoard.wait``)."""
+        if self.served is not None:
+            try:
+                return self.served.wait(ready, within, what)
+            except TimeoutError as e:
+                raise AssertionError(f"{self.name}: {e}") from None
+            except BaseException as e:
+                if e is self.served.error:
+                    raise AssertionError(f"{self.name}: the emulated board failed: {e}") from e
+                raise
+        deadline = time.monotonic() + within + REAL_MARGIN_S
+        while (got := ready()) is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: {what} within {within:g} s")
+            time.sleep(0.02)
+        return got
 
-    def expect(self, pattern: str, timeout: float | None = None) -> re.Match[str]:
+    def expect(self, pattern: str, within: float | None = None) -> re.Match[str]:
         """Wait for a console line matching ``pattern`` (a regex) printed since the last match
-        (or ``mark``, ``start``, ``reset``); default timeout: two windows of board time."""
+        (or ``mark``, ``start``, ``reset``), for up to ``within`` seconds of board time
+        (default: two windows)."""
         rx = re.compile(pattern)
-        limit = timeout if timeout is not None else self.wall(2 * self.window_s)
-        deadline = time.monotonic() + limit
-        while True:
+
+        def match() -> re.Match[str] | None:
             lines = self.log
             for i in range(self._cursor, len(lines)):
                 m = rx.search(lines[i])
@@ -486,13 +505,10 @@ class Dut:
                     self._cursor = i + 1
                     return m
             self._cursor = max(self._cursor, len(lines))
-            if self.served is not None and self.served.error is not None:
-                raise AssertionError(f"{self.name}: the emulated board failed: {self.served.error}")
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{self.name}: no console line matching {pattern!r} within {limit:g} s"
-                )
-            time.sleep(0.02)
+            return None
+
+        limit = within if within is not None else 2 * self.window_s
+        return self.wait(match, limit, f"no console line matching {pattern!r}")
 
     @property
     def name(self) -> str:
@@ -581,7 +597,7 @@ class Dut:
             # The board boots once from the reset; with no clock (no Wi-Fi under test) the
             # firmware is then stopped to set the RTC and started again, which counts a second
             # boot. The test is shown the boot the reset caused, not the restart.
-            self.expect(BOOT_RE, timeout=30)
+            self.expect(BOOT_RE, within=30)
             at = self._cursor - 1
             self.start()
             self._cursor = at
@@ -649,31 +665,26 @@ class Dut:
                     self._raw_frames.append(f)
         return self.frames
 
-    def wait_frames(self, stream: str, n: int = 1, timeout: float | None = None) -> list[Opened]:
-        """The first ``n`` records of ``stream`` the board released since the test began."""
+    def wait_frames(self, stream: str, n: int = 1, within: float | None = None) -> list[Opened]:
+        """The first ``n`` records of ``stream`` the board released since the test began,
+        waiting up to ``within`` seconds of board time (default: ``n + 1`` windows)."""
         code = STREAMS[stream]
-        limit = timeout if timeout is not None else self.wall((n + 1) * self.window_s)
+        limit = within if within is not None else (n + 1) * self.window_s
         if not self.emulated:
             return self._wait_outbox_frames(stream, code, n, limit)
-        deadline = time.monotonic() + limit
-        while True:
+
+        def enough() -> list[Opened] | None:
             got = [f for f in self._frames_since_mark() if f.record.get(7) == code]
-            if len(got) >= n:
-                return got[:n]
-            if self.served is not None and self.served.error is not None:
-                raise AssertionError(f"{self.name}: the emulated board failed: {self.served.error}")
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{self.name}: {len(got)} of {n} {stream} frames within {limit:g} s"
-                )
-            time.sleep(0.05)
+            return got[:n] if len(got) >= n else None
+
+        return self.wait(enough, limit, f"fewer than {n} {stream} frames")
 
     def _wait_outbox_frames(self, stream: str, code: int, n: int, limit: float) -> list[Opened]:
         # A real board's frames wait in its outbox. Count its `rel` lines while the firmware
         # runs, then read the outbox at the REPL (which stops the firmware); if that is not
         # yet enough, run the firmware again and wait for the rest. Frames already read stay.
         rx = re.compile(rf"^rel {stream} ")
-        deadline = time.monotonic() + limit
+        deadline = time.monotonic() + limit + REAL_MARGIN_S  # a real board's time: the wall clock
         since = self._log_mark
         while True:
             # The outbox may still hold frames sealed before the test began: not these.

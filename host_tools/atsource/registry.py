@@ -46,12 +46,13 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import keys as keymod
+from . import paths
 from .errors import UserError
 from .frame import KeyEntry
 
 KEY_ENV = "ATSOURCE_REGISTRY_KEY"
 KEY_FILE_ENV = "ATSOURCE_REGISTRY_KEY_FILE"
-PATH_ENV = "ATSOURCE_REGISTRY"
+PATH_ENV = paths.REGISTRY_ENV
 SEED_LEN = 32
 _CHECK = b"atsource registry key check v1"
 # Marks of an atsource registry: SQLite's application_id (the bytes "ATRG") and a format row.

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -168,6 +167,8 @@ def test_power_cut_mid_provisioning_then_again(flash: Path, _registry_env: Path)
         deploy(b.port)
         reg = Registry.open(_registry_env)
 
+        boots = b.boots
+
         def cut(stage: str) -> None:
             if stage == "committing policy.json":  # config renamed, identity only as .new
                 b.power_cut(0.3)
@@ -177,7 +178,7 @@ def test_power_cut_mid_provisioning_then_again(flash: Path, _registry_env: Path)
         row = reg.devices()[0]
         assert row.state == "pending" and reg.pending_kid(1) is not None
         assert not (flash / "identity.json").exists()
-        time.sleep(0.5)
+        b.wait_boot(boots)  # power back (board time, however busy the machine)
         res = provision(b.port, "plaza", registry=reg)
         assert res.recovered == "finished" and res.number == 1 and res.generation == 1
         assert_consistent(flash, reg, 1)
@@ -206,7 +207,10 @@ def test_power_cut_mid_provisioning_then_again(flash: Path, _registry_env: Path)
 def test_rotation_and_revocation_seen_by_the_receiver(flash: Path, _registry_env: Path) -> None:
     with serve_board("esp32-devkitc", flash) as b:
         deploy(b.port)
-        code, _, err = cli("provision", "--port", b.port, "--site", "harbour")
+        notices = str(flash.parent / "notices")  # not the working directory: workers share it
+        code, _, err = cli(
+            "provision", "--port", b.port, "--site", "harbour", "--notice-dir", notices
+        )
         assert code == 0, err
         f1 = selftest_frame(b.port)
         with Registry.open(_registry_env) as reg:

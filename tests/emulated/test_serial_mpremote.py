@@ -15,10 +15,9 @@ from atsource.emulator.api import serve_board
 MPREMOTE = [sys.executable, "-m", "mpremote"]
 
 
-def mpremote(port: str, *args: str, timeout: float = 60) -> str:
-    r = subprocess.run(
-        [*MPREMOTE, "connect", port, *args], capture_output=True, text=True, timeout=timeout
-    )
+def mpremote(port: str, *args: str) -> str:
+    # No wall-clock limit of our own: mpremote has its own waits.
+    r = subprocess.run([*MPREMOTE, "connect", port, *args], capture_output=True, text=True)
     assert r.returncode == 0, f"mpremote {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
     return r.stdout
 
@@ -62,8 +61,9 @@ def test_copy_a_tree_in_and_read_it_back(flash: Path, tmp_path: Path) -> None:
 def test_files_survive_reset_and_an_emulator_restart(flash: Path) -> None:
     with serve_board("esp32-devkitc", flash) as board:
         mpremote(board.port, "exec", "f = open('note.txt', 'w'); f.write('kept'); f.close()")
+        boots = board.boots
         mpremote(board.port, "reset")
-        time.sleep(0.5)
+        board.wait_boot(boots)
         assert "kept" in mpremote(board.port, "exec", "print(open('note.txt').read())")
         # A hard reset, then the soft reset mpremote does on connecting again.
         assert [r.kind for r in board.emu.stats.resets][-2:] == ["reset", "soft"]
@@ -77,9 +77,9 @@ def test_mpremote_interrupts_a_main_py_that_loops_forever(flash: Path) -> None:
         "import time\nn = 0\nwhile True:\n    n += 1\n    print('tick', n)\n    time.sleep(1)\n"
     )
     with serve_board("pico-w", flash) as board:
-        board.wait_for("tick 2", timeout=10)
+        board.wait_for("tick 2", within=10)
         # resume: no soft reset on connecting, so main.py's globals are still there.
-        out = mpremote(board.port, "resume", "exec", "print('at the REPL', n > 1)", timeout=30)
+        out = mpremote(board.port, "resume", "exec", "print('at the REPL', n > 1)")
         assert "at the REPL True" in out
         assert any("KeyboardInterrupt" in line for _, line in board.emu.lines)
 
@@ -88,8 +88,9 @@ def test_soft_reset_reruns_boot_and_keeps_files(flash: Path) -> None:
     (flash / "boot.py").write_text("print('boot.py ran')\n")
     with serve_board("pico-w", flash) as board:
         mpremote(board.port, "exec", "open('x', 'w').write('1')")
+        boots = board.boots
         mpremote(board.port, "soft-reset")
-        time.sleep(0.3)
+        board.wait_boot(boots)
         assert sum("boot.py ran" in line for _, line in board.emu.lines) >= 2
         assert "soft" in [r.kind for r in board.emu.stats.resets]
         assert (flash / "x").read_text() == "1"
@@ -133,19 +134,20 @@ def test_power_cut_over_the_port_loses_only_what_was_not_flushed(flash: Path) ->
         mpremote(
             board.port, "exec", "import builtins; builtins.g = open('u', 'w'); g.write('gone')"
         )
+        boots = board.boots
         board.power_cut(0.2)
-        time.sleep(0.8)
+        board.wait_boot(boots)
         out = mpremote(board.port, "exec", "print(open('d').read(), repr(open('u').read()))")
         assert "ok ''" in out
 
 
 def test_deployed_firmware_runs_after_reset(flash: Path) -> None:
     with serve_board("pico-w", flash) as board:
-        mpremote(board.port, "fs", "cp", "-r", f"{paths.FIRMWARE}/.", ":", timeout=90)
+        mpremote(board.port, "fs", "cp", "-r", f"{paths.FIRMWARE}/.", ":")
         mpremote(board.port, "fs", "cp", str(paths.BOARDS / "pico-w.json"), ":board.json")
         mpremote(board.port, "reset")
-        board.wait_for("atsource: pico-w boot", timeout=15)
-        board.wait_for("config: /config.json missing, using defaults", timeout=15)
+        board.wait_for("atsource: pico-w boot", within=15)
+        board.wait_for("config: /config.json missing, using defaults", within=15)
 
 
 def test_mpremote_repl_and_ctrl_c_stop_a_running_main_py(flash: Path) -> None:
@@ -158,22 +160,24 @@ def test_mpremote_repl_and_ctrl_c_stop_a_running_main_py(flash: Path) -> None:
         "import time\nwhile True:\n    print('busy')\n    time.sleep_ms(200)\n"
     )
     with serve_board("pico-w", flash) as board:
-        board.wait_for("busy", timeout=10)
+        board.wait_for("busy", within=10)
         pid, fd = pty.fork()
         if pid == 0:  # the child: mpremote with a terminal, as a person runs it
             os.execv(sys.executable, [*MPREMOTE, "connect", board.port, "repl"])
         seen = b""
 
-        def read_until(marker: bytes, timeout: float) -> None:
-            nonlocal seen
-            deadline = time.monotonic() + timeout
-            while marker not in seen and time.monotonic() < deadline:
-                if select.select([fd], [], [], 0.1)[0]:
-                    try:
+        def read_until(marker: bytes, within: float) -> None:
+            def got() -> bool | None:
+                nonlocal seen
+                if select.select([fd], [], [], 0)[0]:
+                    with contextlib.suppress(OSError):
                         seen += os.read(fd, 4096)
-                    except OSError:
-                        break
-            assert marker in seen, seen.decode(errors="replace")[-500:]
+                return True if marker in seen else None
+
+            try:  # board time: the emulated board at the other end of mpremote
+                board.wait(got, within, f"{marker!r} not seen")
+            except TimeoutError:
+                raise AssertionError(seen.decode(errors="replace")[-500:]) from None
 
         try:
             read_until(b"busy", 10)

@@ -2,8 +2,9 @@
 ``pytest --board PORT|emulated:BOARD`` (default: both emulated boards). docs/testing.md.
 
 Board time: the test policy closes every window after ``dut.window_s`` seconds (60); an
-emulated board runs at ``--board-speed`` (60x), a real one in real time, and ``dut.wall``
-turns board seconds into a wall-clock timeout for either.
+emulated board runs at ``--board-speed`` (60x), a real one in real time. Waits (``expect``,
+``wait_frames``, ``dut.wait``) are given in board seconds: the wall clock for a real board, the
+virtual clock for an emulated one, so a busy machine slows a test down but never fails it.
 """
 
 from __future__ import annotations
@@ -123,8 +124,8 @@ def test_counter_survives_power_cut(dut: Dut) -> None:
     dut.wait_frames("env")
     before = max(f.piv for f in dut.frames)
     dut.power_cut(1.0)
-    dut.expect(BOOT_RE, timeout=dut.wall(10))
-    (after,) = dut.wait_frames("health", timeout=dut.wall(3 * dut.window_s))
+    dut.expect(BOOT_RE, within=10)
+    (after,) = dut.wait_frames("health", within=3 * dut.window_s)
     assert after.piv > before
 
 
@@ -133,7 +134,7 @@ def test_outbox_survives_reset_with_pending_frames(dut: Dut) -> None:
         dut.inject("net", False)  # frames stay in the outbox
     # (A real board's host link has no taker: its frames stay in the outbox anyway.)
     for _ in range(2):
-        dut.expect(r"^rel health ", timeout=dut.wall(2 * dut.window_s))
+        dut.expect(r"^rel health ", within=2 * dut.window_s)
     pending = dut.outbox()
     assert len(pending) >= 2
     dut.reset()
@@ -143,26 +144,23 @@ def test_outbox_survives_reset_with_pending_frames(dut: Dut) -> None:
         assert kept[: len(pending)] == pending
         return
     dut.inject("net", True)
-    deadline_s = dut.wall(3 * dut.window_s)
-    got = _wait_delivered(dut, pending, deadline_s)
+    got = _wait_delivered(dut, pending, 3 * dut.window_s)
     opened = [f for f in dut.frames if f.piv in got]
     assert len(opened) == len(pending)  # each opens with the device key
     assert not dut.rejected
 
 
-def _wait_delivered(dut: Dut, pending: list[bytes], timeout: float) -> set[int]:
-    import time
+def _wait_delivered(dut: Dut, pending: list[bytes], within: float) -> set[int]:
+    from atsource.frame import decode_envelope
 
     want = set(pending)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        raw = set(dut._raw_frames)  # frames the host link delivered, as sent
-        if want <= raw:
-            from atsource.frame import decode_envelope
 
-            return {int.from_bytes(dict(decode_envelope(f).unprotected)[6], "big") for f in want}
-        time.sleep(0.05)
-    raise AssertionError(f"{dut.name}: pending frames not delivered within {timeout:g} s")
+    def delivered() -> set[int] | None:
+        if not want <= set(dut._raw_frames):  # frames the host link delivered, as sent
+            return None
+        return {int.from_bytes(dict(decode_envelope(f).unprotected)[6], "big") for f in want}
+
+    return dut.wait(delivered, within, "pending frames not delivered")
 
 
 def test_every_board_has_its_own_identity(duts: list[Dut]) -> None:

@@ -124,7 +124,10 @@ CASES: list[tuple[str, Any, str]] = [
 
 
 @pytest.mark.parametrize(
-    ("path", "value", "reason"), CASES, ids=[f"{c[0]}={c[1]!r}"[:50] for c in CASES]
+    ("path", "value", "reason"),
+    CASES,
+    # Stable ids (no object address): parallel workers must collect the same tests.
+    ids=[(f"{c[0]} dropped" if c[1] is DROP else f"{c[0]}={c[1]!r}")[:50] for c in CASES],
 )
 def test_each_rule_refuses_with_its_reason(path: str, value: Any, reason: str) -> None:
     full = reason if reason.startswith(("streams.", "budget.")) else f"{path}: {reason}"

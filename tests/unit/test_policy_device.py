@@ -80,7 +80,8 @@ def valid_policies(draw: st.DrawFn) -> dict[str, Any]:
 
 @given(valid_policies(), st.sampled_from([None, 0, 2]), st.booleans())
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 def test_random_valid_policies_hash_alike(
     tmp_path: Path, p: dict[str, Any], indent: int | None, ascii_only: bool
@@ -147,9 +148,9 @@ def _has_float(v: Any) -> bool:
 
 
 @given(faulty_policies())
-# No deadline: each example writes and reads a file, which a loaded CI machine can stall.
 @settings(
-    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=400,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 def test_device_and_host_give_the_same_reasons(tmp_path: Path, p: dict[str, Any]) -> None:
     reasons = host.validate(p)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import struct
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -455,11 +454,8 @@ def test_ground_truth_weather_mean_matches_cycle() -> None:
 
 def test_plaza_day() -> None:
     sc = load_scenario(ROOT / "scenarios" / "plaza.toml")
-    t = time.process_time()
+    # How long building it takes is a figure of `make bench` (world_generation), not a test.
     w = ScenarioWorld(sc, BOARD, sensor_factory=StandInSensor)
-    elapsed = time.process_time() - t
-    # About 0.3 s of CPU on a laptop-class core; the loose bound only catches a blow-up.
-    assert elapsed < 5.0
     residents = [p for p in w.people if not p.passerby and sc.start_us <= p.arrival_us]
     assert 10_000 <= len(residents) <= 15_000
     day = w.ground_truth(86_400)[0]

@@ -10,13 +10,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import firmware_build, paths
 from ..boards import Board, load_board
+from ..boardtime import announce, clock_for
 from ..errors import UserError
 from .engine import EmulatedBoard, EmulatorError
 from .serialport import SerialBridge
+
+T = TypeVar("T")
+STALL_S = 60.0  # a board whose clock stands still this long (its own time) is stuck
 
 
 def default_flash_dir(board: str, instance: str = "default") -> Path:
@@ -160,6 +164,9 @@ class ServedBoard:
 
     def start(self) -> ServedBoard:
         self._thread.start()
+        # Host tools on these ports wait by the board's clock, not the wall clock (boardtime).
+        self._announced = announce(self.bridge.urls, self.emu.flash_dir, self._thread.native_id)
+        self._announced.__enter__()
         return self
 
     def power_cut(self, off_s: float = 0.0) -> None:
@@ -170,25 +177,64 @@ class ServedBoard:
             done.set()
 
         self.emu.call_soon(cut)
-        if not done.wait(10):
-            raise EmulatorError("power cut not carried out within 10 s")
+        # The engine runs commands between steps: wait while it runs, however slowly.
+        while not done.wait(0.2):
+            if self.error is not None:
+                raise self.error
+            if not self._thread.is_alive():
+                raise EmulatorError("the emulated board stopped before the power cut")
 
-    def wait_for(self, text: str, timeout: float = 10.0) -> str:
-        """Wait until a console line contains ``text``; return that line."""
-        deadline = time.monotonic() + timeout
+    @property
+    def boots(self) -> int:
+        """How many times the board has started (power-on, resets, soft reboots)."""
+        return len(self.emu.stats.resets)
+
+    def wait_boot(self, after: int, within: float = 10.0) -> None:
+        """Wait until the board has started more than ``after`` times (``boots``), e.g. until
+        power is back after ``power_cut``."""
+        self.wait(lambda: True if self.boots > after else None, within, "the board did not start")
+
+    def wait(self, ready: Callable[[], T | None], within: float, what: str) -> T:
+        """Poll ``ready()`` until it returns something other than None, for up to ``within``
+        seconds of the board's virtual clock, however slowly a busy machine runs it. Raises
+        the board's error if it fails, and ``TimeoutError`` when the time is up or its clock
+        stands still for ``STALL_S`` seconds of its own time (``boardtime``: time spent
+        waiting for a CPU does not count)."""
+        emu = self.emu
+        end_us = emu.now_us + int(within * 1e6)
+        clock = clock_for(self.port)
+        moved_at, seen_us = clock.now(), emu.now_us
+        while (got := ready()) is None:
+            if self.error is not None:
+                raise self.error
+            now_us = emu.now_us
+            if now_us >= end_us:
+                raise TimeoutError(f"{what} within {within:g} s of board time")
+            if now_us != seen_us:
+                moved_at, seen_us = clock.now(), now_us
+            elif clock.now() - moved_at > STALL_S:
+                raise TimeoutError(f"{what}: the board's clock stood still for {STALL_S:g} s")
+            time.sleep(0.02)
+        return got
+
+    def wait_for(self, text: str, within: float = 10.0) -> str:
+        """Wait until a console line contains ``text`` (for up to ``within`` seconds of board
+        time); return that line."""
         seen = 0
-        while time.monotonic() < deadline:
+
+        def find() -> str | None:
+            nonlocal seen
             lines = self.emu.lines
             for _, line in lines[seen:]:
                 if text in line:
                     return line
             seen = len(lines)
-            if self.error:
-                raise self.error
-            time.sleep(0.02)
-        raise TimeoutError(f"'{text}' did not appear on the console within {timeout} s")
+            return None
+
+        return self.wait(find, within, f"'{text}' did not appear on the console")
 
     def stop(self) -> None:
+        self._announced.__exit__(None, None, None)
         self.emu.stop()
         self._thread.join(timeout=20)
         self.bridge.close()

@@ -13,6 +13,7 @@ import json
 import os
 import queue
 import selectors
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..boards import Board, load_board
+from ..boardtime import BoardClock, EmulatedPort
 from ..errors import DeviceError, UserError
 from . import netbridge
 from .netbridge import NetBridge, NetError
@@ -145,6 +147,7 @@ class EmulatedBoard:
         self._idle_since_wall = 0.0
         self._idle_since_sim = 0
         self._last_msg_wall = 0.0
+        self._board_clock: BoardClock | None = None
         self._end_us: int | None = None
         self._wall0 = 0.0
         self._sim0 = 0
@@ -232,7 +235,7 @@ class EmulatedBoard:
         self._vm.send({"c": "boot", "mode": mode, "cfg": self._cfg(cause), "entry": self.entry})
         self._mode = mode
         self._state = "running"
-        self._last_msg_wall = time.monotonic()
+        self._last_msg_wall = self._board_s()
 
     def _kill(self) -> None:
         if self._vm is not None:
@@ -419,7 +422,7 @@ class EmulatedBoard:
             # waits for them (its output pipe fills and blocks the VM), nothing is dropped.
             self.serial.wait_writable(0.05)
             self._poll_serial(0)
-            self._last_msg_wall = time.monotonic()
+            self._last_msg_wall = self._board_s()
             return
         try:
             msgs = vm.read_available()
@@ -429,12 +432,23 @@ class EmulatedBoard:
         if not msgs:
             self._wait_vm(vm)
             return
-        self._last_msg_wall = time.monotonic()
+        self._last_msg_wall = self._board_s()
         self._stall_warned = False
         for msg in msgs:
             if self._vm is not vm or self._state == "off":
                 return
             self._handle(vm, msg)
+
+    def _board_s(self) -> float:
+        # The stall guard counts board time (boardtime.py): wall time less the time this
+        # engine's thread and its VM waited for a CPU, so a busy machine is no stall.
+        tid = threading.get_native_id()  # the thread stepping the engine (it may change)
+        c = self._board_clock
+        if c is None or c.emulated is None or c.emulated.tid != tid:
+            me = EmulatedPort("", os.getpid(), tid, str(self.flash_dir))
+            if c is None or c.emulated is not None:  # (no schedstat here: keep the wall clock)
+                self._board_clock = c = BoardClock(me)
+        return c.now()
 
     def _wait_vm(self, vm: NodeVM) -> None:
         # Wait for the VM, serving the serial port meanwhile; a VM that says nothing for too
@@ -451,7 +465,7 @@ class EmulatedBoard:
                 self.feed_input(data)
         else:
             vm.wait_readable(0.5)
-        if time.monotonic() - self._last_msg_wall > self.stall_timeout:
+        if self._board_s() - self._last_msg_wall > self.stall_timeout:
             self._stalled()
 
     def _stalled(self) -> None:
@@ -470,7 +484,7 @@ class EmulatedBoard:
         self._kill()
         raise EmulatorError(
             f"{self.board.name}: firmware stalled: no call to the board layer for "
-            f"{self.stall_timeout:g} s of wall time at {fmt_time(self.now_us)} "
+            f"{self.stall_timeout:g} s of board time at {fmt_time(self.now_us)} "
             "(a loop that never sleeps?)"
         )
 
@@ -492,7 +506,7 @@ class EmulatedBoard:
                 {"c": "chars", "d": data.decode("latin1"), "now": self._since_boot(self.now_us)}
             )
             self._state = "running"
-            self._last_msg_wall = time.monotonic()
+            self._last_msg_wall = self._board_s()
             return
         if self.serial is None:
             # Nothing will type at this REPL: the board sits idle until the end of the run.
@@ -510,7 +524,7 @@ class EmulatedBoard:
             self._last_idle_tick = time.monotonic()
             vm.send({"c": "tick", "now": self._since_boot(self.now_us)})
             self._state = "running"
-            self._last_msg_wall = time.monotonic()
+            self._last_msg_wall = self._board_s()
 
     def _advance_idle(self) -> None:
         # At the REPL a board's clock runs with the wall clock (times the speed, if any).
@@ -537,7 +551,7 @@ class EmulatedBoard:
                 vm.send_line(reply)
             # A request may wait on the outside world (stdin, a socket): that is not the
             # firmware stalling.
-            self._last_msg_wall = time.monotonic()
+            self._last_msg_wall = self._board_s()
         elif "kbd" in msg:
             self._kbd_intr = int(msg["kbd"])
         elif "idle" in msg:
