@@ -37,18 +37,19 @@ def _serve(board: str, flash: Path) -> tuple[subprocess.Popen[str], str]:
     raise SystemExit(f"mpy_suite: the emulator printed no serial port (exit {proc.wait()})")
 
 
-# The bare VM: the engine loaded in Node and the file run with runPython, nothing else (not the
-# package's own CLI, which patches asyncio.run in: the VM's asyncio has none).
+# The bare VM: the engine loaded in Node, nothing else (not the package's own CLI, which patches
+# asyncio.run in), and the file run through the VM's raw REPL, the path run-tests takes on a
+# board (what prints after the program ends, e.g. finalisers run by a collection on return to
+# JavaScript, is not part of its output there either).
 _BARE = """
 import fs from "node:fs";
 const { loadMicroPython } = await import(process.argv[2]);
 const mp = await loadMicroPython({ stdout: (b) => process.stdout.write(b), linebuffer: false });
-try {
-  mp.runPython(fs.readFileSync(process.argv[3], "utf8"));
-} catch (e) {
-  if (e.name !== "PythonError") throw e;
-  process.stdout.write(e.message);
-}
+mp.replInit();
+const feed = (s) => { for (let i = 0; i < s.length; i++) mp.replProcessChar(s.charCodeAt(i)); };
+feed("\\x01");
+feed(fs.readFileSync(process.argv[3], "latin1"));
+feed("\\x04");
 """
 
 
@@ -60,7 +61,11 @@ def _bare_vm_passes(tests_dir: Path, test: str, runner: Path) -> bool:
         [paths.node_binary(), str(runner), str(engine / "micropython.mjs"), str(src)],
         capture_output=True, cwd=src.parent, timeout=120,
     )  # fmt: skip
-    got = r.stdout.replace(b"\r\n", b"\n")
+    # raw REPL: "OK", the program's output, then \x04 (then its errors, then \x04).
+    out = r.stdout
+    start = out.find(b"OK")
+    got = out[start + 2 :].split(b"\x04", 1)[0] if start >= 0 else b""
+    got = got.replace(b"\r\n", b"\n")
     exp_file = src.with_suffix(".py.exp")
     if exp_file.exists():
         want = exp_file.read_bytes()
