@@ -6,24 +6,21 @@ what was not acknowledged) and nothing is stored twice."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
-import zlib
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-from atsource import paths
-from atsource import policy as host
 from atsource.boards import load_board
-from atsource.emulator.api import make_world, prepare_flash
+from atsource.emulator.api import make_world
 from atsource.emulator.engine import EmulatedBoard
 from atsource.frame import KeyEntry
 from atsource.keys import derive, make_kid
 from atsource.pytest_plugin import parse_outbox
 from atsource.receiver import MqttSource, Receiver, Result
 from atsource.store import SQLiteStore
+from provisioned import provision_flash
 from servers import free_port, make_ca, start_mosquitto, stop, tls_listener
 
 MIN = 60 * 1_000_000
@@ -88,18 +85,8 @@ def test_mqtts_uplink_survives_broker_restart_and_outage(tmp_path: Path) -> None
 
     b = load_board("pico-w")
     flash = tmp_path / "flash"
-    prepare_flash(b, flash, firmware=paths.FIRMWARE)
-    (flash / "identity.json").write_text(
-        json.dumps({"kid": KID.hex(), "key": KEY.hex(), "iv": IV.hex(), "seed": "ab" * 32})
-    )
-    body = b"CTR1" + bytes(6)
-    (flash / "counter").write_bytes(body + zlib.crc32(body).to_bytes(4, "big"))
-    (flash / "policy.json").write_bytes(host.canonical(host.load_policy(host.DEFAULT)))
     uplink = {"transport": "mqtt", "url": f"mqtts://localhost:{port}", "topic": TOPIC}
-    uplink["ca"] = ca.read_text()
-    cfg = json.loads((flash / "config.json").read_text())
-    cfg["uplink"] = uplink
-    (flash / "config.json").write_text(json.dumps(cfg))
+    provision_flash(b, flash, KID, KEY, IV, uplink={**uplink, "ca": ca.read_text()})
 
     base = make_world(b, "smoke", 1, None)
     s0 = base.start_us
@@ -167,16 +154,8 @@ def test_http_uplink_into_the_receivers_http_ingest(tmp_path: Path) -> None:
 
     b = load_board("esp32-devkitc")
     flash = tmp_path / "flash"
-    prepare_flash(b, flash, firmware=paths.FIRMWARE)
-    (flash / "identity.json").write_text(
-        json.dumps({"kid": KID.hex(), "key": KEY.hex(), "iv": IV.hex(), "seed": "cd" * 32})
-    )
-    body = b"CTR1" + bytes(6)
-    (flash / "counter").write_bytes(body + zlib.crc32(body).to_bytes(4, "big"))
-    (flash / "policy.json").write_bytes(host.canonical(host.load_policy(host.DEFAULT)))
-    cfg = json.loads((flash / "config.json").read_text())
-    cfg["uplink"] = {"transport": "http", "url": f"http://127.0.0.1:{port}/uplink"}
-    (flash / "config.json").write_text(json.dumps(cfg))
+    url = f"http://127.0.0.1:{port}/uplink"
+    provision_flash(b, flash, KID, KEY, IV, uplink={"transport": "http", "url": url})
     world = make_world(b, "smoke", 1, None)
     emu = EmulatedBoard(b, flash, world=world, start_us=world.start_us, seed=1)
     try:

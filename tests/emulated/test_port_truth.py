@@ -122,25 +122,17 @@ def test_littlefs_semantics(board: str, flash: Path) -> None:
 def test_released_windows_carry_unix_time_on_both_epochs(board_name: str, flash: Path) -> None:
     # A provisioned board of each port, its real epoch (esp32 2000, rp2 1970), clock set by NTP
     # over the emulated Wi-Fi: every record's window start is the true Unix time of its window.
-    import json
-    import zlib
 
     from atsource import frame as rx
-    from atsource import paths
-    from atsource import policy as host
     from atsource.boards import load_board
-    from atsource.emulator.api import make_world, prepare_flash
+    from atsource.emulator.api import make_world
     from atsource.keys import derive, make_kid
+    from provisioned import provision_flash
 
     kid = make_kid(5, 1)
     key, iv = derive(bytes(range(16)), kid)
     b = load_board(board_name)
-    prepare_flash(b, flash, firmware=paths.FIRMWARE)
-    ident = {"kid": kid.hex(), "key": key.hex(), "iv": iv.hex(), "seed": (b"s" * 32).hex()}
-    (flash / "identity.json").write_text(json.dumps(ident))
-    body = b"CTR1" + bytes(6)
-    (flash / "counter").write_bytes(body + zlib.crc32(body).to_bytes(4, "big"))
-    (flash / "policy.json").write_bytes(host.canonical(host.load_policy(host.DEFAULT)))
+    provision_flash(b, flash, kid, key, iv)
     world = make_world(b, "smoke", 1, None)
     sent: list[bytes] = []
     emu = EmulatedBoard(

@@ -232,5 +232,7 @@ print("done kept", kept, "depth", up.depth, "dropped", up.dropped)
     done = next((line for line in lines if line.startswith("done")), None)
     assert done is not None, "\n".join(lines[-15:])
     _, _, kept, _, depth, _, dropped = done.split()
-    # Every record was stored when submitted; the oldest gave way to the newest.
-    assert int(kept) == 1000 and 100 < int(depth) < 1000 and int(depth) + int(dropped) == 1000
+    # Every record was stored when submitted; the oldest gave way to the newest. What stays is
+    # bounded by the room a compaction needs for its copy (a new file takes a block at once,
+    # as on LittleFS), so a few ten frames of the 10 free blocks, not hundreds.
+    assert int(kept) == 1000 and 20 < int(depth) < 1000 and int(depth) + int(dropped) == 1000

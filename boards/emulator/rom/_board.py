@@ -10,6 +10,7 @@ import json
 import sys
 
 import _emu
+import micropython
 
 # Virtual clock since boot: whole milliseconds, the microseconds within them, and ticks_us
 # modulo 2**30 kept apart so that none of them grows into a heap-allocated big int.
@@ -109,6 +110,9 @@ def tick(m, u):
 def run_file(name, g):
     # pyexec_file: run boot.py / main.py in __main__'s globals (the REPL's, so what main.py
     # defined is still there after Ctrl-C), print a traceback like a board does.
+    # Ctrl-C interrupts boot.py and main.py, as pyexec_file() arranges on a board (this VM
+    # leaves the interrupt character unset outside its own REPL).
+    micropython.kbd_intr(3)
     try:
         f = open(name)
     except OSError:
@@ -219,6 +223,7 @@ def baseline():
 # a running program. The stepped entry gives it that chance after every step of the firmware.
 def step_setup(entry):
     global _stepper
+    micropython.kbd_intr(3)  # as run_file
     try:
         mod = __import__(entry, None, None, ("setup",))
         _stepper = mod.setup()

@@ -493,11 +493,6 @@ class EmulatedBoard:
             self.on_line(self.now_us, f"[emulator] {text}")
 
     def _idle_step(self, vm: NodeVM) -> None:
-        if self._wdt_deadline_us is not None and self.now_us >= self._wdt_deadline_us:
-            # An armed watchdog keeps counting at the REPL, as on a board: nothing feeds it.
-            self.now_us = self._wdt_deadline_us
-            self._restart("wdt")
-            return
         if self._pending_input:
             data = bytes(self._pending_input)
             self._pending_input.clear()
