@@ -184,17 +184,23 @@ def run_demo(
     from .deploy import deploy
     from .provision import provision
     from .receiver import Receiver
-    from .registry import Registry
+    from .registry import KEY_ENV, KEY_FILE_ENV, Registry
     from .store import SQLiteStore
 
     t_start = time.perf_counter()
     broker = Broker.parse(mqtt, mqtt_ca) if mqtt else None
     out.mkdir(parents=True, exist_ok=True)
-    for old in ("registry.db", "registry.key", "readings.db"):
+    for old in ("registry.db", "readings.db"):
         for p in out.glob(old + "*"):
             p.unlink()
-    os.environ.setdefault("ATSOURCE_REGISTRY_KEY_FILE", str(out / "registry.key"))
-    registry = Registry.open(out / "registry.db")
+    # The demo's registry is its own, keyed by registry.db.key beside it, whatever key the
+    # user's environment names (and the environment is left as it was: the demo also runs
+    # inside other programs, the tests among them).
+    saved = {k: os.environ.pop(k) for k in (KEY_ENV, KEY_FILE_ENV) if k in os.environ}
+    try:
+        registry = Registry.open(out / "registry.db")
+    finally:
+        os.environ.update(saved)
     config = out / "device-config.json"
     config.write_text(json.dumps(EMULATED_CONFIG))
 

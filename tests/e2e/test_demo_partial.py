@@ -5,6 +5,7 @@ report folder is self-contained (embedded plots and notices, relative links, UTC
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -33,8 +34,11 @@ def test_a_failing_board_leaves_a_partial_report(tmp_path: Path) -> None:
             (app / "app.mpy").unlink()
             (app / "app.py").write_text("def setup():\n    while True:\n        pass\n")
 
+    env_before = dict(os.environ)
     with pytest.raises(DeviceError, match=r"^1 board\(s\) failed \(dev-000002: .*partial report"):
         run_demo(out, say=say, fleet=FLEET)
+    assert dict(os.environ) == env_before  # the demo runs inside other programs: no leak
+    assert (out / "registry.db.key").exists()  # its own key, beside its own registry
     assert any(re.fullmatch(r"  dev-00000[12]: (6|12|18) h of 24 simulated", s) for s in said)
     assert any(s.startswith("  dev-000002: FAILED: ") for s in said)
 

@@ -42,6 +42,14 @@ POLICY = bytes.fromhex("5a3c9e01")
 T0 = 1_780_272_000
 
 
+@pytest.fixture(autouse=True)
+def _registry_key_beside_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry made here and the receivers started here find its key the same way (the
+    file beside it), whatever the environment of the test run names."""
+    for name in ("ATSOURCE_REGISTRY_KEY", "ATSOURCE_REGISTRY_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def queueing_broker(tmp_path: Path) -> Iterator[int]:
     """Mosquitto with no cap on the messages queued for an offline persistent session (the
