@@ -156,10 +156,13 @@ class _Transport(SerialTransport):
             super().exec_raw_no_follow(command)
             return
         data = command if isinstance(command, bytes) else command.encode()
-        if not self.read_until(1, b">").endswith(b">"):
+        # Limits on the whole wait, not only between bytes: a board that was reset meanwhile
+        # runs its firmware and prints a line every few seconds, which would keep a per-byte
+        # timeout from ever running out (the prompt never comes).
+        if not self.read_until(1, b">", timeout_overall=10).endswith(b">"):
             raise TransportError("could not enter raw repl")
         self.serial.write(data + b"\x04")
-        ok = self.read_until(1, b"OK", timeout=10)
+        ok = self.read_until(1, b"OK", timeout=10, timeout_overall=10)
         if ok != b"OK":
             raise TransportError(f"could not exec command (response: {ok[-20:]!r})")
 
