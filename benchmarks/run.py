@@ -43,7 +43,9 @@ def _plaza_day(board_name: str) -> dict[str, Any]:
         flash = Path(tmp)
         prepare_flash(board, flash, firmware=paths.FIRMWARE)
         world = make_world(board, "plaza", 1, None)
-        emu = EmulatedBoard(board, flash, world=world, seed=1, entry="sensor.app")
+        emu = EmulatedBoard(
+            board, flash, world=world, seed=1, entry="sensor.app", instance="bench-plaza"
+        )
         t0 = time.perf_counter()
         stats = emu.run(duration_us=DAY_US)
         wall = time.perf_counter() - t0

@@ -399,6 +399,8 @@ function finish(flush) {
   process.exit(0);
 }
 
+let fns = null; // the board layer's functions that JavaScript calls (see boot)
+
 function runPy(code) {
   try {
     mp.runPython(code);
@@ -438,8 +440,18 @@ async function boot(cmd) {
     send({ fatal: "board layer failed to start: " + err });
     process.exit(3);
   }
+  // Every function of the board layer that JavaScript calls is looked up once, here, and
+  // kept for the life of the process: each lookup through the module's proxy makes a bound
+  // method on the Python heap, held in the port's proxy table until V8 finalises the proxy
+  // (at a moment of its choosing, and never during the synchronous stepped loop).
   const board = mp.pyimport("_board");
-  board.baseline();
+  fns = {
+    baseline: board.baseline,
+    step_setup: board.step_setup,
+    step: board.step,
+    heap_sample: board.heap_sample,
+  };
+  fns.baseline();
   replMode = cmd.mode === "raw" ? "raw" : "friendly";
   // boot.py always runs; main.py only when the REPL comes up in friendly mode, as on a board.
   runPy("_board.run_file('boot.py', globals())");
@@ -458,8 +470,9 @@ async function boot(cmd) {
 // level, the only place this engine collects garbage, so live heap is measured exactly and
 // memory stays bounded over a long run. Equivalent to `while True: idle(app.step())`.
 function stepped(board, entry) {
-  if (!board.step_setup(entry)) return;
-  while (board.step()) board.heap_sample();
+  const { step_setup, step, heap_sample } = fns;
+  if (!step_setup(entry)) return;
+  while (step()) heap_sample();
 }
 
 function processChars(s) {

@@ -67,6 +67,7 @@ class Reset:
 @dataclass
 class RunStats:
     resets: list[Reset] = field(default_factory=list)
+    heap_base: int = 0  # bytes the board layer itself holds in the VM's heap (not counted)
     heap_peak: int = 0  # bytes of live heap the firmware held after a step (stepped entry)
     heap_samples: int = 0
     heap_peak_t_us: int = 0
@@ -572,6 +573,7 @@ class EmulatedBoard:
         return handler(q)
 
     def _q_ready(self, q: dict[str, Any]) -> str:
+        self.stats.heap_base = int(q.get("heap_base", 0))
         return "{}"
 
     def _q_repl(self, q: dict[str, Any]) -> str:
