@@ -314,7 +314,50 @@ function copyOut(vmDir, hostDir) {
 let mp = null;
 let replMode = "friendly";
 
+// Lookahead (docs/emulator.md "The virtual clock"): world events dealt ahead of the board's
+// clock wait here, in time order, outside the Python heap (like a radio's buffer, they are
+// not the firmware's memory). Each event is [kind, ms, us, ...], times since boot.
+let ahead = [];
+let aheadAt = 0; // ahead[:aheadAt] already handed over
+
+function before(ev, ms, us) {
+  return ev[1] < ms || (ev[1] === ms && ev[2] <= us);
+}
+
 const emu = {
+  // Queue events (a JSON list, in time order) dealt ahead of the clock.
+  queue(json) {
+    const evs = JSON.parse(json);
+    if (!evs.length) return;
+    const rest = ahead.slice(aheadAt);
+    const last = rest[rest.length - 1];
+    ahead = rest.concat(evs);
+    aheadAt = 0;
+    if (last && (last[1] > evs[0][1] || (last[1] === evs[0][1] && last[2] > evs[0][2]))) {
+      // a new scan's adverts, merged in (a stable sort keeps equal times in order)
+      ahead.sort((a, b) => a[1] - b[1] || a[2] - b[2]);
+    }
+  },
+  // The queued events due by (ms, us), as a JSON list; "" when none.
+  due(ms, us) {
+    if (aheadAt >= ahead.length || !before(ahead[aheadAt], ms, us)) return "";
+    let i = aheadAt;
+    while (i < ahead.length && before(ahead[i], ms, us)) i++;
+    const out = ahead.slice(aheadAt, i);
+    aheadAt = i;
+    if (aheadAt >= ahead.length) {
+      ahead = [];
+      aheadAt = 0;
+    }
+    return JSON.stringify(out);
+  },
+  // A scan stopped or replaced at (ms, us): its adverts from then on and its end never come.
+  scan_changed(ms, us) {
+    ahead = ahead
+      .slice(aheadAt)
+      .filter((ev) => ev[0] !== "d" && (ev[0] !== "a" || ev[1] < ms || (ev[1] === ms && ev[2] < us)));
+    aheadAt = 0;
+  },
   // One synchronous request to the host; the answer line goes back to Python unparsed.
   req(line, interrupted) {
     flushOut();

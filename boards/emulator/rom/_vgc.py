@@ -14,6 +14,12 @@ threshold = _gc.threshold  # py/modgc.c: -1 until set, then the threshold in byt
 
 
 def mem_alloc():
+    # While the stepped entry drives the firmware, the live heap measured when the last step
+    # returned: this engine collects only then, so a count taken inside a step would include
+    # whatever the step and the board layer have thrown away so far (on a board, gc.collect()
+    # just before would have freed it), and would differ with how the host's replies are cut.
+    if _b.live >= 0:
+        return _b.live
     return max(0, _gc.mem_alloc() - _b._heap_base)
 
 

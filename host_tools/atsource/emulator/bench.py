@@ -24,6 +24,12 @@ class BenchWorld:
     def events_until(self, t_us: int) -> list[Event]:
         return []
 
+    def next_turn_after(self, t_us: int) -> int | None:
+        return None
+
+    def adverts_between(self, lo_us: int, hi_us: int) -> list[Event]:
+        return []
+
     def i2c_device(self, bus: int, address: int) -> I2CDevice | None:
         if bus == self._bus and address == self.bme280.address:
             return self.bme280

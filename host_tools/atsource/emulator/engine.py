@@ -27,7 +27,7 @@ from ..errors import DeviceError, UserError
 from . import netbridge
 from .netbridge import NetBridge, NetError
 from .node import NodeVM, VMExited
-from .world_api import World
+from .world_api import Event, World
 
 CHUNK_US = 60_000_000  # at most this much simulated time per answer, to bound event batches
 # A board's radio hands adverts over one at a time; a reply carrying thousands of them is an
@@ -102,6 +102,8 @@ class EmulatedBoard:
         entry: str | None = None,
         on_frame: Callable[[bytes], bool] | None = None,
         hosts: dict[str, str] | None = None,
+        lookahead: bool = True,
+        span_us: int = CHUNK_US,
     ) -> None:
         self.board = load_board(board) if isinstance(board, str) else board
         self.flash_dir = Path(flash_dir)
@@ -139,7 +141,19 @@ class EmulatedBoard:
         self._pending_input = bytearray()
         self._interrupt = False
         self._scan_end_us: int | None = None
-        self._chunk_us = CHUNK_US  # simulated time per sleep reply (adapts: BATCH_EVENTS)
+        # Simulated time per sleep reply (adapts to BATCH_EVENTS; at most span_us).
+        self._span_max_us = max(MIN_CHUNK_US, span_us)
+        self._chunk_us = self._span_max_us
+        # Lookahead (docs/emulator.md "The virtual clock"): on a fast run (no speed, no serial
+        # port), a sleep reply carries the world's events up to a horizon beyond the wake-up,
+        # and the VM sleeps on through them without asking. Needs a world that can say when
+        # its next outage or power cut is and deal a new scan's adverts retroactively.
+        self.lookahead = lookahead and all(
+            hasattr(world, m) for m in ("next_turn_after", "adverts_between")
+        )
+        self._sent_us = 0  # the furthest horizon sent to the running VM
+        self._ahead: list[Event] = []  # events sent beyond the time the VM was let reach
+        self._replay: list[Event] = []  # events a reset took back from a dead VM, in order
         self._net_up = True
         self._line_buf = b""
         self._last_cr = False
@@ -242,6 +256,13 @@ class EmulatedBoard:
         if self._vm is not None:
             self._vm.kill()
             self._vm = None
+        if self._ahead:
+            # Sent to the VM ahead of its clock and never seen: the world still holds them
+            # (the next boot gets them as it would have without lookahead).
+            taken = [ev for ev in self._ahead if ev[1] > self.now_us]
+            self._replay = sorted(taken + self._replay, key=lambda ev: ev[1])
+            self._ahead = []
+        self._sent_us = self.now_us
         self.net.close_all()
         self._kbd_intr = 3
         self._state = "off"
@@ -379,8 +400,18 @@ class EmulatedBoard:
         self._boot(cause)
         return True
 
+    def _world_events(self, t_us: int) -> list[Event]:
+        """Events up to t_us: those a reset took back first, then the world's."""
+        if not self._replay:
+            return self.world.events_until(t_us)
+        n = 0
+        while n < len(self._replay) and self._replay[n][1] <= t_us:
+            n += 1
+        back, self._replay = self._replay[:n], self._replay[n:]
+        return back + self.world.events_until(t_us)
+
     def _discard_events(self, t_us: int) -> None:
-        for ev in self.world.events_until(t_us):
+        for ev in self._world_events(t_us):
             if ev[0] == "net":
                 self._set_net(bool(ev[2]))
 
@@ -582,9 +613,11 @@ class EmulatedBoard:
     def _q_sleep(self, q: dict[str, Any]) -> str | None:
         target = self._boot_us + q["ms"] * 1000 + q["us"]
         if "h" in q:
-            self._heap_sample(q["h"])
+            self._heap_sample(q["h"], q.get("hn", 1))
         if "w" in q:
             self._wdt_deadline_us = self._boot_us + q["w"] * 1000
+        if self._ahead:
+            self._ahead = [ev for ev in self._ahead if ev[1] > self.now_us]
         if self._end_us is not None and target > self._end_us and self.serial is None:
             # The run ends during this sleep: the firmware is stopped here.
             self._discard_events(self._end_us)
@@ -592,36 +625,66 @@ class EmulatedBoard:
             self._shutdown()
             self._stopping = True
             return None
-        reached = min(target, self.now_us + self._chunk_us)
+        ahead = self.lookahead and self.speed is None and self.serial is None
+        horizon = self._horizon(target) if ahead else min(target, self.now_us + self._chunk_us)
         if self._end_us is not None:
-            reached = min(reached, max(self._end_us, self.now_us))
+            horizon = min(horizon, max(self._end_us, self.now_us))
+        reached = min(target, horizon)
         interrupted = self._wait_until(reached)
         if interrupted and self.speed:
             reached = max(self.now_us, min(reached, self._sim_at_wall(time.monotonic())))
         elif interrupted:
             reached = self.now_us
+        if interrupted or not ahead:
+            horizon = reached
+        horizon = max(horizon, self._sent_us)  # what the VM already holds stays known
         if self._wdt_deadline_us is not None and self._wdt_deadline_us < reached:
             self._discard_events(self._wdt_deadline_us)
             self.now_us = max(self.now_us, self._wdt_deadline_us)
             self._restart("wdt")
             return None
-        events, cut = self._events(reached)
+        raw = self._world_events(horizon)
+        events, cut = self._encode(raw, horizon)
         if cut is not None:
             t_cut, off_us = cut
             self.now_us = t_cut
             self.power_cut(off_us)
             return None
-        span = reached - self.now_us
+        span = horizon - self.now_us
         if len(events) > BATCH_EVENTS and span > 0:
             self._chunk_us = max(MIN_CHUNK_US, span * BATCH_EVENTS // len(events))
         elif len(events) < BATCH_EVENTS // 4:
-            self._chunk_us = min(CHUNK_US, self._chunk_us * 2)
+            self._chunk_us = min(self._span_max_us, self._chunk_us * 2)
         self.now_us = max(self.now_us, reached)
-        ans = json.dumps([*self._since_boot(self.now_us), events], separators=(",", ":"))
+        due, later = events, ""
+        if horizon > self.now_us:
+            self._ahead += [ev for ev in raw if ev[1] > self.now_us]
+            m, u = self._since_boot(self.now_us)
+            n = len(events)
+            while n and (events[n - 1][1] > m or (events[n - 1][1] == m and events[n - 1][2] > u)):
+                n -= 1
+            if n < len(events):
+                due = events[:n]
+                later = json.dumps(events[n:], separators=(",", ":"))
+        self._sent_us = max(self._sent_us, horizon)
+        ans = json.dumps(
+            [*self._since_boot(self.now_us), due, *self._since_boot(horizon), later],
+            separators=(",", ":"),
+        )
         if self._interrupt:
             self._interrupt = False
             return "!" + ans
         return ans
+
+    def _horizon(self, target_us: int) -> int:
+        """How far the world may be dealt ahead: a chunk, but never past the next outage or
+        power cut unless the sleep itself reaches it (the engine acts on those when it deals
+        them: a link goes down, the VM is stopped)."""
+        h = self.now_us + self._chunk_us
+        turn = self.world.next_turn_after(self.now_us)  # type: ignore[attr-defined]
+        if turn is not None and turn < h:
+            h = turn if turn <= target_us else turn - 1
+        return max(h, self.now_us)
 
     _q_lightsleep = _q_sleep
 
@@ -635,9 +698,15 @@ class EmulatedBoard:
 
     def _events(self, until_us: int) -> tuple[list[list[Any]], tuple[int, int] | None]:
         """World events up to until_us, encoded for the VM; stops at a power cut."""
+        return self._encode(self._world_events(until_us), until_us)
+
+    def _encode(
+        self, raw: list[Event], until_us: int
+    ) -> tuple[list[list[Any]], tuple[int, int] | None]:
+        """Events encoded for the VM, with the end of a timed scan; stops at a power cut."""
         out: list[list[Any]] = []
         scan_end = self._scan_end_us
-        for ev in self.world.events_until(until_us):
+        for ev in raw:
             t = ev[1]
             if scan_end is not None and scan_end <= t:
                 out.append(["d", *self._since_boot(scan_end)])
@@ -646,17 +715,7 @@ class EmulatedBoard:
             if kind == "pin":
                 out.append(["p", *self._since_boot(t), ev[2], ev[3]])
             elif kind == "adv":
-                out.append(
-                    [
-                        "a",
-                        *self._since_boot(t),
-                        ev[2],
-                        bytes(ev[3]).hex(),
-                        ev[4],
-                        ev[5],
-                        bytes(ev[6]).hex(),
-                    ]
-                )
+                out.append(self._advert(ev))
             elif kind == "net":
                 self._set_net(bool(ev[2]))
                 out.append(["n", *self._since_boot(t), 1 if ev[2] else 0])
@@ -670,8 +729,12 @@ class EmulatedBoard:
         self.stats.events += len(out)
         return out, None
 
-    def _heap_sample(self, h: int) -> None:
-        self.stats.heap_samples += 1
+    def _advert(self, ev: Event) -> list[Any]:
+        return ["a", *self._since_boot(ev[1]), ev[2], bytes(ev[3]).hex(), ev[4], ev[5],
+                bytes(ev[6]).hex()]  # fmt: skip
+
+    def _heap_sample(self, h: int, n: int = 1) -> None:
+        self.stats.heap_samples += n
         if h > self.stats.heap_peak:
             self.stats.heap_peak = h
             self.stats.heap_peak_t_us = self.now_us
@@ -715,14 +778,28 @@ class EmulatedBoard:
         return json.dumps(read(q["pin"], self.now_us) if read else 32768)
 
     def _q_scan(self, q: dict[str, Any]) -> str:
+        # The answer: events for the VM's queue. Adverts already dealt ahead for the scan
+        # that ends here never arrive (the VM drops them too); a stop ends with SCAN_DONE at
+        # once; a new scan's adverts up to the horizon already dealt are dealt now.
+        now = self.now_us
+        self._ahead = [ev for ev in self._ahead if ev[0] != "adv" or ev[1] < now]
         if q.get("stop"):
-            self.world.ble_scan_stop(self.now_us)
-            self._scan_end_us = self.now_us
-        else:
-            d = q["d"] * 1000
-            self.world.ble_scan(self.now_us, d, q["i"], q["w"])
-            self._scan_end_us = self.now_us + d if d else None
-        return "{}"
+            self.world.ble_scan_stop(now)
+            self._scan_end_us = None
+            return json.dumps([["d", *self._since_boot(now)]])
+        d = q["d"] * 1000
+        self.world.ble_scan(now, d, q["i"], q["w"])
+        self._scan_end_us = now + d if d else None
+        if self._sent_us <= now:
+            return "[]"
+        raw = self.world.adverts_between(now, self._sent_us)  # type: ignore[attr-defined]
+        self._ahead = sorted(self._ahead + raw, key=lambda ev: ev[1])
+        out = [self._advert(ev) for ev in raw]
+        if self._scan_end_us is not None and self._scan_end_us <= self._sent_us:
+            out.append(["d", *self._since_boot(self._scan_end_us)])
+            self._scan_end_us = None
+        self.stats.events += len(out)
+        return json.dumps(out, separators=(",", ":"))
 
     def _q_wdt(self, q: dict[str, Any]) -> str:
         self._wdt_deadline_us = self._boot_us + q["w"] * 1000

@@ -579,6 +579,7 @@ class ScenarioWorld:
                 self.pins[pins[name]] = _PinTrack(idle, active)
         self._static = self._static_events()
         self._static_times = [e[1] for e in self._static]
+        self._turns = [e[1] for e in self._static if e[0] in ("net", "power")]
         self._cursor = 0
         self._bound = self.start_us - 1  # events at start_us are delivered by the first call
         cuts = [a for a, _ in self._faults.get("power_cut", [])]
@@ -619,6 +620,17 @@ class ScenarioWorld:
         if not static:
             return adverts
         return list(heapq.merge(static, adverts, key=lambda e: e[1]))
+
+    def next_turn_after(self, t_us: int) -> int | None:
+        """When the next outage or power cut begins or ends after t_us (None: no more). The
+        engine deals the world ahead of the firmware only up to there."""
+        i = bisect.bisect_right(self._turns, t_us)
+        return int(self._turns[i]) if i < len(self._turns) else None
+
+    def adverts_between(self, lo_us: int, hi_us: int) -> list[Event]:
+        """Adverts in (lo, hi] of a scan started at lo, when events up to hi were already
+        dealt (lookahead): the scan's own, nothing else."""
+        return self._air.adverts(lo_us, min(hi_us, self.end_us))
 
     def i2c_device(self, bus: int, address: int) -> FaultableDevice | None:
         if bus != self.i2c_bus or address != BME280_ADDRESS:
