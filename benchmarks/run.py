@@ -18,57 +18,22 @@ from typing import Any
 
 from atsource import firmware_build, paths
 from atsource.boards import board_names, load_board
-from atsource.emulator.api import make_world, prepare_flash
-from atsource.emulator.engine import EmulatedBoard
 
 from benchmarks.accuracy import people_accuracy
+from benchmarks.emulator_days import emulator_day
 from benchmarks.host_tools import deploy_times, provision_times
 from benchmarks.receiver import receiver_throughput
 from benchmarks.timing import (
     bme280_inversion,
     cli_startup,
+    demo_time,
     fleet_residential,
     world_generation,
 )
 from benchmarks.uplink import counter_writes, device_sealing
 
-DAY_US = 86_400 * 1_000_000
 OUT = paths.ROOT / "bench-results" / "bench.json"
 BUNDLE_GOAL_BYTES = 64 * 1024
-
-
-def _plaza_day(board_name: str) -> dict[str, Any]:
-    board = load_board(board_name)
-    with tempfile.TemporaryDirectory() as tmp:
-        flash = Path(tmp)
-        prepare_flash(board, flash, firmware=paths.FIRMWARE)
-        world = make_world(board, "plaza", 1, None)
-        emu = EmulatedBoard(
-            board, flash, world=world, seed=1, entry="sensor.app", instance="bench-plaza"
-        )
-        t0 = time.perf_counter()
-        stats = emu.run(duration_us=DAY_US)
-        wall = time.perf_counter() - t0
-    return {
-        "board": board_name,
-        "simulated_s": stats.sim_us / 1e6,
-        "wall_s": round(wall, 3),
-        "sim_s_per_wall_s": round(stats.sim_us / 1e6 / wall, 1),
-        "heap_peak_bytes": stats.heap_peak,
-        "ram_budget_bytes": board.ram_budget,
-        "ram_goal_bytes": board.ram_goal,
-        "requests": stats.requests,
-        "events": stats.events,
-    }
-
-
-def emulator_day() -> dict[str, Any]:
-    """A simulated day of the plaza scenario on each board: speed and peak live heap."""
-    runs = {name: _plaza_day(name) for name in ("pico-w", "esp32-devkitc")}
-    return {
-        "runs": runs,
-        "target": "24 simulated hours of one board in under 10 s of wall time",
-    }
 
 
 def serial_port() -> dict[str, Any]:
@@ -161,6 +126,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "world_generation": world_generation,
     "cli_startup": cli_startup,
     "fleet_residential": fleet_residential,
+    "demo_time": demo_time,
 }
 
 

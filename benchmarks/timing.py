@@ -170,3 +170,36 @@ def fleet_residential(span_h: float = 6.0) -> dict[str, Any]:
         "note": "bench mode, repository firmware, fresh flash per board; the rate is bound "
         "by the emulator's cost per board (CPU-s per board-day), see issue 14",
     }
+
+
+DEMO_GOAL_S = 60.0  # issue 14: `make demo`
+
+
+def demo_time() -> dict[str, Any]:
+    """`make demo` as a user runs it (`atsource demo`, a new process, into a fresh folder):
+    wall and CPU seconds against the goal."""
+    import resource
+    import subprocess
+    import sys
+    import tempfile
+
+    def run(args: list[str]) -> tuple[float, float]:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        subprocess.run(args, capture_output=True, check=True, timeout=3600)
+        wall = time.perf_counter() - t
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        return wall, cpu
+
+    exe = [sys.executable, "-m", "atsource.cli"]
+    with tempfile.TemporaryDirectory() as tmp:
+        wall, cpu = run([*exe, "demo", "--out", f"{tmp}/demo"])
+    return {
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
+        "goal_wall_s": DEMO_GOAL_S,
+        "meets_goal": wall <= DEMO_GOAL_S,
+        "note": "a new process into a fresh folder, as `make demo`; CPU is the process and "
+        "its emulated boards",
+    }
