@@ -314,68 +314,129 @@ function copyOut(vmDir, hostDir) {
 let mp = null;
 let replMode = "friendly";
 
-// Lookahead (docs/emulator.md "The virtual clock"): world events dealt ahead of the board's
-// clock wait here, in time order, outside the Python heap (like a radio's buffer, they are
-// not the firmware's memory). Each event is [kind, ms, us, ...], times since boot.
+// Lookahead (docs/emulator.md "The virtual clock"). The Python side asks the same way and gets
+// the same answers whatever the span: one answer per sleep, with every event due during it.
+// Here, between the VM and the host, the world's events the host dealt ahead of the board's
+// clock wait in time order (outside the Python heap: a radio's buffer is not the firmware's
+// memory), and a sleep that ends before the horizon is answered without a round trip. Keeping
+// Python's side identical matters: the heap is measured exactly, and even what a conservative
+// collector keeps pinned depends on what was allocated, so the Python side must not notice.
+// Each event is [kind, ms, us, ...], times since boot.
 let ahead = [];
-let aheadAt = 0; // ahead[:aheadAt] already handed over
+let hzMs = 0; // the horizon: nothing happens in the world before it but what is queued
+let hzUs = 0;
+let peakSent = -1; // the largest live heap reported to the host
+let heapMax = -1; // live heap measurements not yet reported: their maximum and count
+let heapCount = 0;
 
-function before(ev, ms, us) {
+function notAfter(ev, ms, us) {
   return ev[1] < ms || (ev[1] === ms && ev[2] <= us);
 }
 
+function takeDue(ms, us) {
+  let i = 0;
+  while (i < ahead.length && notAfter(ahead[i], ms, us)) i++;
+  if (i === 0) return [];
+  const due = ahead.slice(0, i);
+  ahead = ahead.slice(i);
+  return due;
+}
+
+function enqueue(evs) {
+  if (!evs.length) return;
+  const last = ahead[ahead.length - 1];
+  ahead = ahead.concat(evs);
+  if (last && !notAfter(last, evs[0][1], evs[0][2])) {
+    ahead.sort((a, b) => a[1] - b[1] || a[2] - b[2]); // a new scan's adverts, merged in (stable)
+  }
+}
+
+// Ask the host; "!" (an interrupt pending) is passed on to the VM.
+function ask(line, interrupted) {
+  flushOut();
+  sendInterruptChar();
+  writeAll(line + "\n");
+  const answer = readLine();
+  if (answer.charCodeAt(0) === 33) {
+    Module._mp_sched_keyboard_interrupt();
+    if (interrupted) interrupted.hit = true;
+    return answer.slice(1);
+  }
+  if (answer === "X") {
+    // The host ends the run here (duration reached or power off): make flash durable as a
+    // clean shutdown would, then stop without returning to Python.
+    finish(true);
+  }
+  return answer;
+}
+
+// A sleep until (tm, tu): [ms, us, events] reaching it (or less, if interrupted).
+function sleep(q) {
+  if (q.h !== undefined) {
+    heapMax = Math.max(heapMax, q.h);
+    heapCount += q.hn || 1;
+  }
+  const tm = q.ms;
+  const tu = q.us;
+  const events = [];
+  let now = q.now;
+  for (;;) {
+    const withinHorizon = tm < hzMs || (tm === hzMs && tu <= hzUs);
+    const watchdogOk = q.wd === undefined || tm < q.wd || (tm === q.wd && tu === 0);
+    if (withinHorizon && watchdogOk && heapMax <= peakSent) {
+      events.push(...takeDue(tm, tu));
+      return [tm, tu, events];
+    }
+    const fwd = { ...q, now };
+    delete fwd.h;
+    delete fwd.hn;
+    if (heapCount) {
+      fwd.h = heapMax;
+      fwd.hn = heapCount;
+      peakSent = Math.max(peakSent, heapMax);
+      heapMax = -1;
+      heapCount = 0;
+    }
+    const interrupted = { hit: false };
+    const r = JSON.parse(ask(JSON.stringify(fwd), interrupted));
+    if (r.length > 5) {
+      [hzMs, hzUs] = [r[3], r[4]];
+      if (r[5]) enqueue(JSON.parse(r[5]));
+    }
+    events.push(...takeDue(r[0], r[1]), ...r[2]);
+    now = [r[0], r[1]];
+    if (interrupted.hit || r[0] > tm || (r[0] === tm && r[1] >= tu)) return [r[0], r[1], events];
+  }
+}
+
 const emu = {
-  // Queue events (a JSON list, in time order) dealt ahead of the clock.
-  queue(json) {
-    const evs = JSON.parse(json);
-    if (!evs.length) return;
-    const rest = ahead.slice(aheadAt);
-    const last = rest[rest.length - 1];
-    ahead = rest.concat(evs);
-    aheadAt = 0;
-    if (last && (last[1] > evs[0][1] || (last[1] === evs[0][1] && last[2] > evs[0][2]))) {
-      // a new scan's adverts, merged in (a stable sort keeps equal times in order)
-      ahead.sort((a, b) => a[1] - b[1] || a[2] - b[2]);
-    }
-  },
-  // The queued events due by (ms, us), as a JSON list; "" when none.
-  due(ms, us) {
-    if (aheadAt >= ahead.length || !before(ahead[aheadAt], ms, us)) return "";
-    let i = aheadAt;
-    while (i < ahead.length && before(ahead[i], ms, us)) i++;
-    const out = ahead.slice(aheadAt, i);
-    aheadAt = i;
-    if (aheadAt >= ahead.length) {
-      ahead = [];
-      aheadAt = 0;
-    }
-    return JSON.stringify(out);
-  },
-  // A scan stopped or replaced at (ms, us): its adverts from then on and its end never come.
-  scan_changed(ms, us) {
-    ahead = ahead
-      .slice(aheadAt)
-      .filter((ev) => ev[0] !== "d" && (ev[0] !== "a" || ev[1] < ms || (ev[1] === ms && ev[2] < us)));
-    aheadAt = 0;
-  },
-  // One synchronous request to the host; the answer line goes back to Python unparsed.
   req(line, interrupted) {
-    flushOut();
-    sendInterruptChar();
-    writeAll(line + "\n");
-    const answer = readLine();
-    if (answer.charCodeAt(0) === 33) {
-      // "!" prefix: an interrupt (Ctrl-C on the serial port) is pending.
-      Module._mp_sched_keyboard_interrupt();
-      if (interrupted) interrupted.hit = true;
-      return answer.slice(1);
+    const q = JSON.parse(line);
+    switch (q.q) {
+      case "sleep":
+      case "lightsleep":
+        return JSON.stringify(sleep(q));
+      case "scan": {
+        // A scan stopped or replaced now: its adverts queued from now on never arrive (nor
+        // its end); the host deals the new scan's own events up to the horizon.
+        const [ms, us] = q.now;
+        ahead = ahead.filter(
+          (ev) => ev[0] !== "d" && (ev[0] !== "a" || ev[1] < ms || (ev[1] === ms && ev[2] < us)),
+        );
+        enqueue(JSON.parse(ask(line, interrupted)));
+        return "[]";
+      }
+      default: {
+        const answer = ask(line, interrupted);
+        if (!ahead.length || answer.charCodeAt(0) !== 91) return answer;
+        // [ms, us, events, ...]: what was queued and is due comes first
+        const r = JSON.parse(answer);
+        const due = takeDue(r[0], r[1]);
+        if (!due.length) return answer;
+        r[2] = due.concat(r[2]);
+        return JSON.stringify(r);
+      }
     }
-    if (answer === "X") {
-      // The host ends the run here (duration reached or power off): make flash durable as a
-      // clean shutdown would, then stop without returning to Python.
-      finish(true);
-    }
-    return answer;
   },
   // Bytes cross as hex strings both ways: strings convert by value, while Python bytes would
   // arrive as proxies that keep the objects alive on the Python heap until JS collects them.

@@ -25,7 +25,6 @@ handlers = {}  # event kind -> function(event)
 _heap_base = 0
 _heap = -1  # the largest live heap measured at a top-level return, not yet reported
 _heap_n = 0  # heap measurements not yet reported
-_peak = -1  # the largest live heap reported to the host
 live = -1  # the live heap when the last step returned (stepped entry), else -1
 _stepper = None
 wdt_deadline = -1  # ms since boot, -1 when no watchdog runs
@@ -52,50 +51,14 @@ def cost():
     advance(CALL_COST_US)
 
 
-def raw_req(obj):
-    if "now" not in obj:
-        obj["now"] = [ms, us]  # the host keeps its clock in step with every request
-    return _emu.req(json.dumps(obj))
-
-
 def req(obj):
-    return json.loads(raw_req(obj))
-
-
-# Lookahead (docs/emulator.md "The virtual clock"): a sleep reply may deal the world's events
-# beyond the time it lets the VM reach, up to a horizon before which nothing else happens.
-# Those wait in the runner (outside the Python heap) and a sleep that ends before the horizon
-# runs them without asking the host. The host takes back what is still queued if the board
-# resets.
-hz_ms = 0  # the horizon, ms and us since boot
-hz_us = 0
-
-
-def _run_until(m, u):
-    # Deliver the queued events due by (m, u), each at its own time.
-    s = _emu.due(m, u)
-    if s:
-        _deliver(json.loads(s))
-
-
-def scan_changed(answer):
-    # A scan stopped or replaced now: its adverts queued from now on never arrive (nor its
-    # end); the host's answer (a JSON list) brings the new scan's own events.
-    _emu.scan_changed(ms, us)
-    if answer != "[]":
-        _emu.queue(answer)
-
-
-def _answer(r):
-    # A sleep's reply [ms, us, events due, horizon ms, horizon us, events ahead (JSON)].
-    global hz_ms, hz_us
-    if len(r) > 5:
-        hz_ms, hz_us = r[3], r[4]
-        if r[5]:
-            _emu.queue(r[5])
-    _run_until(r[0], r[1])  # what was queued comes before anything this reply brings
-    _deliver(r[2])
-    set_now(r[0], r[1])
+    # Every request carries the VM's clock and watchdog deadline (the runner may answer sleeps
+    # itself: docs/emulator.md "The virtual clock").
+    if "now" not in obj:
+        obj["now"] = [ms, us]
+    if wdt_deadline >= 0:
+        obj["wd"] = wdt_deadline
+    return json.loads(_emu.req(json.dumps(obj)))
 
 
 def _deliver(events):
@@ -108,30 +71,18 @@ def _deliver(events):
 
 def sleep_until(tm, tu, kind="sleep"):
     # Hand the time to the host: it answers with the input events up to a point and the time
-    # reached, possibly in several steps; events run their handlers at their own timestamps.
-    # Within the horizon the world is already known, and no watchdog bites, and no new peak of
-    # the heap is to be reported: the VM moves its own clock.
-    global _heap, _heap_n, _peak
+    # reached; events run their handlers at their own timestamps.
+    global _heap, _heap_n
     while ms < tm or (ms == tm and us < tu):
-        if (
-            (tm < hz_ms or (tm == hz_ms and tu <= hz_us))
-            and _heap <= _peak
-            and (wdt_deadline < 0 or tm < wdt_deadline or (tm == wdt_deadline and tu == 0))
-        ):
-            _run_until(tm, tu)
-            set_now(tm, tu)
-            return
         q = {"q": kind, "ms": tm, "us": tu, "now": [ms, us]}
         if _heap_n:
             q["h"] = _heap
             q["hn"] = _heap_n
-            if _heap > _peak:
-                _peak = _heap
             _heap = -1
             _heap_n = 0
-        if wdt_deadline >= 0:
-            q["w"] = wdt_deadline
-        _answer(req(q))
+        r = req(q)
+        _deliver(r[2])
+        set_now(r[0], r[1])
 
 
 def sleep_us(n):
@@ -149,7 +100,6 @@ def io(obj):
     r = req(obj)
     if r is None:
         raise OSError(5)  # EIO: the host does not serve this request
-    _run_until(r[0], r[1])
     _deliver(r[2])
     set_now(r[0], r[1])
     res = r[3]
@@ -160,7 +110,9 @@ def io(obj):
 
 def tick(m, u):
     # Idle at the REPL: deliver what happened meanwhile.
-    _answer(req({"q": "events", "ms": m, "us": u, "now": [ms, us]}))
+    r = req({"q": "events", "ms": m, "us": u, "now": [ms, us]})
+    _deliver(r[2])
+    set_now(r[0], r[1])
 
 
 def run_file(name, g):

@@ -57,12 +57,11 @@ class BLE:
             raise OSError(19)
         if duration_ms is None:
             if self._scanning:
-                _b.scan_changed(_b.raw_req({"q": "scan", "stop": 1, "now": [_b.ms, _b.us]}))
+                _b.req({"q": "scan", "stop": 1, "now": [_b.ms, _b.us]})
             return
         self._scanning = True
-        _b.scan_changed(_b.raw_req({"q": "scan", "d": duration_ms, "i": interval_us,
-                                    "w": window_us, "a": 1 if active else 0,
-                                    "now": [_b.ms, _b.us]}))
+        _b.req({"q": "scan", "d": duration_ms, "i": interval_us, "w": window_us,
+                "a": 1 if active else 0, "now": [_b.ms, _b.us]})
 
     def gap_advertise(self, interval_us, adv_data=None, *, resp_data=None, connectable=True):
         pass

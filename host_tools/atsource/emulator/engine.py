@@ -148,8 +148,10 @@ class EmulatedBoard:
         # port), a sleep reply carries the world's events up to a horizon beyond the wake-up,
         # and the VM sleeps on through them without asking. Needs a world that can say when
         # its next outage or power cut is and deal a new scan's adverts retroactively.
+        # (Looked up on the class: a wrapper that forwards attributes to a scenario world may
+        # have turns of its own, such as actions at set times, that it would not declare.)
         self.lookahead = lookahead and all(
-            hasattr(world, m) for m in ("next_turn_after", "adverts_between")
+            hasattr(type(world), m) for m in ("next_turn_after", "adverts_between")
         )
         self._sent_us = 0  # the furthest horizon sent to the running VM
         self._ahead: list[Event] = []  # events sent beyond the time the VM was let reach
@@ -321,6 +323,8 @@ class EmulatedBoard:
             t = self._boot_us + now[0] * 1000 + now[1]
             if t > self.now_us:
                 self.now_us = t
+        if "wd" in q:  # the watchdog's deadline (ms since boot), as the VM knows it now
+            self._wdt_deadline_us = self._boot_us + q["wd"] * 1000
 
     def _wall_deadline(self, target_us: int) -> float | None:
         if not self.speed:
@@ -614,8 +618,6 @@ class EmulatedBoard:
         target = self._boot_us + q["ms"] * 1000 + q["us"]
         if "h" in q:
             self._heap_sample(q["h"], q.get("hn", 1))
-        if "w" in q:
-            self._wdt_deadline_us = self._boot_us + q["w"] * 1000
         if self._ahead:
             self._ahead = [ev for ev in self._ahead if ev[1] > self.now_us]
         if self._end_us is not None and target > self._end_us and self.serial is None:
