@@ -21,6 +21,7 @@ import qrcode
 import qrcode.constants
 from PIL import Image, ImageDraw, ImageFont
 
+from . import streams
 from .catalogue import DEFAULT as DEFAULT_LANG
 from .catalogue import load as load_catalogue
 from .errors import UserError
@@ -84,7 +85,7 @@ def person_text(policy: dict[str, Any], lang: str = DEFAULT_LANG) -> str:
     t = load_catalogue(lang)
     st = policy["streams"]
     day = t.number(f"{daily_per_person(policy) / 1000:g}")
-    people = [n for n in ("doorway", "motion", "ble") if n in st]
+    people = [n for n in streams.people() if n in st]
     windows = {int(st[n]["window_s"]) for n in people}
     if len(windows) == 1:
         total = sum(int(st[n]["noise"]["epsilon_milli"]) for n in people) / 1000
@@ -114,12 +115,9 @@ def person_text(policy: dict[str, Any], lang: str = DEFAULT_LANG) -> str:
     return text
 
 
-SENSED = ("env", "doorway", "motion", "ble")
-
-
 def sensed(policy: dict[str, Any]) -> list[str]:
     """The collected streams that sense something (health is about the sensor itself)."""
-    return [k for k in SENSED if k in policy["streams"]]
+    return [k for k in streams.sensed() if k in policy["streams"]]
 
 
 def leaves_list(policy: dict[str, Any], lang: str = DEFAULT_LANG) -> list[str]:
@@ -150,7 +148,7 @@ def leaves_list(policy: dict[str, Any], lang: str = DEFAULT_LANG) -> list[str]:
             out.append(t("leaves.env_samples", when=when))
     # People streams with the same window and k read as one sentence.
     groups: dict[tuple[int, int], list[str]] = {}
-    for key in ("doorway", "motion", "ble"):
+    for key in streams.people():
         s = st.get(key)
         if s is None:
             continue
@@ -751,7 +749,7 @@ def _stream_rows(
 ) -> list[tuple[str, str, str, str]]:
     t = load_catalogue(lang)
     rows: list[tuple[str, str, str, str]] = []
-    for key in ("env", "doorway", "motion", "ble", "health"):
+    for key in streams.names():
         s = policy["streams"].get(key)
         if s is None:
             continue
@@ -817,7 +815,7 @@ def to_html(
     )
     person = (
         f"<p>{e(person_text(policy, lang))}</p>"
-        if any(k in policy["streams"] for k in ("doorway", "motion", "ble"))
+        if any(k in policy["streams"] for k in streams.people())
         else ""
     )
     op_url = f'<br><a href="{e(op["url"])}">{e(op["url"])}</a>' if "url" in op else ""

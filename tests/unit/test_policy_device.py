@@ -58,7 +58,7 @@ def valid_policies(draw: st.DrawFn) -> dict[str, Any]:
     p["purpose"] = draw(st.text(st.characters(exclude_categories=("Cs",)), max_size=60)) + "x"
     p["budget"] = {"epsilon_milli_per_day": 100000, "allow_exhaustion": draw(st.booleans())}
     streams: dict[str, Any] = {}
-    for name in draw(st.sets(st.sampled_from(host.STREAMS))):
+    for name in draw(st.sets(st.sampled_from(sorted(DEFAULT["streams"])))):
         s = copy.deepcopy(DEFAULT["streams"][name])
         s["window_s"] = draw(_windows)
         s["release"] = draw(st.lists(st.sampled_from(host.RELEASE[name]), min_size=1, unique=True))
