@@ -1,0 +1,32 @@
+# The motion stream: rising edges of a PIR sensor's output per window (sensor/doorway.py
+# MotionCounter, fed by a pin IRQ). About people: the gate noises and k-suppresses it.
+from sensor import hal
+from sensor.doorway import MotionCounter
+
+
+class Stream:
+    ID = "motion"
+
+    def __init__(self, ctx):
+        motion = MotionCounter()
+        self.motion = motion
+
+        def pir(pin):
+            motion.edge(True)
+
+        ctx.board.input("pir").irq(pir, hal.IRQ_RISING)
+
+    def open(self, start, now):
+        pass
+
+    def due_ms(self, now_ms):
+        return None
+
+    def step(self, now_ms):
+        pass
+
+    def close(self, start, length):
+        return (self.motion.take(),)
+
+    def bench(self, v):
+        return "n=%d" % v
