@@ -6,11 +6,12 @@ from micropython import const
 
 from sensor import hal
 from sensor.presence import Presence
+from sensor.streams import Base
 
 _OFF = const(0)
 
 
-class Stream:
+class Stream(Base):
     ID = "ble"
 
     def __init__(self, ctx):
@@ -43,12 +44,6 @@ class Stream:
         except OSError as e:
             print("ble: scan failed errno=%d" % e.args[0])
             self.ctx.fault(_OFF, True)
-
-    def open(self, start, now):
-        pass
-
-    def due_ms(self, now_ms):
-        return None
 
     def step(self, now_ms):
         if self.ctx.fault(_OFF, None):

@@ -2,9 +2,10 @@
 # by pin IRQs), in and out per window. About people: the gate noises and k-suppresses both.
 from sensor import hal
 from sensor.doorway import LineCounter
+from sensor.streams import Base
 
 
-class Stream:
+class Stream(Base):
     ID = "doorway"
 
     def __init__(self, ctx):
@@ -21,9 +22,6 @@ class Stream:
 
         ctx.board.input("beam_a").irq(beam_a, hal.IRQ_BOTH)
         ctx.board.input("beam_b").irq(beam_b, hal.IRQ_BOTH)
-
-    def open(self, start, now):
-        pass
 
     def due_ms(self, now_ms):
         return 100 if self.line.busy() else None  # close an episode promptly

@@ -4,9 +4,10 @@
 import gc
 
 from sensor import hal
+from sensor.streams import Base
 
 
-class Stream:
+class Stream(Base):
     ID = "health"
 
     def __init__(self, ctx):
@@ -18,15 +19,6 @@ class Stream:
         for i in range(len(CAUSES)):
             if CAUSES[i].replace("-", "") == cause:
                 self.code = i
-
-    def open(self, start, now):
-        pass
-
-    def due_ms(self, now_ms):
-        return None
-
-    def step(self, now_ms):
-        pass
 
     def close(self, start, length):
         # In the catalogue's order: uptime, boots, cause, heap, errors, faults, queue, dropped.

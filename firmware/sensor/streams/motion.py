@@ -2,9 +2,10 @@
 # MotionCounter, fed by a pin IRQ). About people: the gate noises and k-suppresses it.
 from sensor import hal
 from sensor.doorway import MotionCounter
+from sensor.streams import Base
 
 
-class Stream:
+class Stream(Base):
     ID = "motion"
 
     def __init__(self, ctx):
@@ -15,15 +16,6 @@ class Stream:
             motion.edge(True)
 
         ctx.board.input("pir").irq(pir, hal.IRQ_RISING)
-
-    def open(self, start, now):
-        pass
-
-    def due_ms(self, now_ms):
-        return None
-
-    def step(self, now_ms):
-        pass
 
     def close(self, start, length):
         return (self.motion.take(),)
