@@ -14,15 +14,12 @@
 # - bench (never provisioned): nothing leaves the device; the console shows the raw window
 #   aggregates (counts, never identifiers) for the engineer at the bench and for tests.
 import gc
-import os
 import sys
 
 from sensor import hal, window
 from sensor.catalogue import K_COUNT, K_EPSILON, K_LENGTH, K_POLICY, K_START, K_STATUS, K_STREAM
-from sensor.rng import Rng
 
 _PUMP_MS = 30000  # retry delivery this often while frames wait in the outbox
-_BENCH_WINDOW_S = 900
 
 
 def _stamp(t):
@@ -30,126 +27,14 @@ def _stamp(t):
     return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, mo, d, h, mi, s)
 
 
-class Ctx:
-    """What a stream gets from the scheduler (docs/architecture.md, "Add a sensor").
-
-    cfg and policy are there for the stream's __init__ only: the scheduler forgets them once
-    the stream is made, so what the stream keeps is all that stays in RAM.
-    """
-
-    def __init__(self, app, cfg, policy, bits):
-        self.app = app
-        self.board = app.board
-        self.rng = app.rng
-        self.cfg = cfg  # the stream's config section, defaults applied ({} if it has none)
-        self.policy = policy  # the stream's policy fields; None in bench mode
-        self._bits = bits  # the stream's fault bits (masks), in the catalogue's order
-
-    def fault(self, i, on=None):
-        """Set (on True) or clear (False) the stream's fault i; True if it was set before."""
-        a = self.app
-        m = self._bits[i]
-        was = bool(a.faults & m)
-        if on:
-            a.faults |= m
-        elif on is not None:
-            a.faults &= ~m
-        return was
-
-    def error(self, n=1):
-        """Count n errors (sensor read failures...) for the health record."""
-        self.app.errors += n
-
-
 class App:
     def __init__(self):
-        self.board = hal.Board()
-        self.cause = hal.reset_cause()
-        self.boot_ms = hal.ticks_ms()
-        self.boots = hal.count_boot()
-        print("atsource: %s boot %d (%s)" % (self.board.name, self.boots, self.cause))
-        cfg = _load_config()
-        wd = cfg["watchdog_ms"]
-        self.wdt = None
-        self.wdt_ms = 0
-        if wd:
-            self.wdt, self.wdt_ms = self.board.watchdog(wd)
-        self.faults = 0
-        self.errors = 0
-        from sensor import catalogue as cat
+        # Boot-time wiring lives in sensor/start.py, dropped from RAM once it has run
+        # together with the config, identity, policy and catalogue modules.
+        from sensor import start
 
-        self.f_clock = cat.fault_bit("clock-unset")
-        self.ident, damaged = _load_identity()
-        pol = _load_policy(self.ident is not None, damaged)
-        if pol is not None and (pol.closed or pol.refused):
-            self.faults |= cat.fault_bit("stream-refused")
-        seed = self.ident.seed if self.ident is not None else hal.urandom(32)
-        self.rng = Rng(seed)
-        self.gate = None
-        self.uplink = None
-        if pol is not None:
-            from sensor import gate
-
-            self.gate = gate.Gate(pol, self.rng, gate.Ledger())
-            if self.ident is not None:
-                self.uplink = self._make_uplink(cfg)
-        # Names for the console's "rel" lines (what leaves the device, said in words).
-        self.rnames = dict(cat.RECORDS)
-        self.snames = dict(cat.STATUS)
-        self.net = hal.Net(cfg["wifi"])
-        self.next_ntp = hal.ticks_ms()
-        self.next_pump = hal.ticks_ms()
-        self.ntp_retry_ms = cfg["ntp_retry_s"] * 1000
-        self._setup_streams(cat, cfg, pol)
-        pol = None
-        cat = None
-        # Modules needed only at boot are dropped: code loaded from flash lives in RAM.
-        _drop("config", "identity", "policy", "catalogue")
-
-    def _make_uplink(self, cfg):
-        try:
-            from sensor import uplink
-        except ImportError:
-            print("uplink: not installed: records are sealed nowhere")
-            return None
-        try:
-            return uplink.Uplink(self.ident, cfg)
-        except Exception as e:  # a broken transport config must not stop sensing
-            print("uplink: %s" % (e.args[0] if e.args else type(e).__name__))
-            return None
-
-    # ---- streams -------------------------------------------------------------------------
-    def _setup_streams(self, cat, cfg, pol):
-        # One entry per running stream, in the catalogue's order (health last: it reports the
-        # errors and faults the others counted): [name, stream, window start, length]; the
-        # start is -1 until the clock is set.
-        self.run = []
-        gate = self.gate
-        for e in cat.STREAMS:
-            name = e[cat.S_NAME]
-            on = e[cat.S_ON]
-            if on is not None and not cfg["sensors"].get(name, False):
-                continue
-            if on is not None and gate is not None and not gate.allows(name):
-                continue
-            bits = []
-            for i in range(len(cat.FAULTS)):
-                if cat.FAULTS[i][1] == name:
-                    bits.append(1 << i)
-            ctx = Ctx(self, cfg.get(name, {}), pol.streams.get(name) if pol else None, bits)
-            try:
-                mod = __import__("sensor.streams." + name, None, None, ("Stream",))
-                stream = mod.Stream(ctx)
-            except ImportError:
-                print("%s: no stream module on this board" % name)
-                continue
-            except Exception as e:  # a stream that cannot start must not stop the others
-                print("%s: %s" % (name, e.args[0] if e.args else type(e).__name__))
-                continue
-            ctx.cfg = None
-            ctx.policy = None
-            length = gate.window_s(name, _BENCH_WINDOW_S) if gate else _BENCH_WINDOW_S
-            self.run.append([name, stream, -1, length])
+        start.build(self)
+        _drop("start", "config", "identity", "policy", "catalogue")
 
     # ---- the loop ------------------------------------------------------------------------
     def step(self):
@@ -265,48 +150,6 @@ def _drop(*names):
         if pkg is not None and hasattr(pkg, n):
             delattr(pkg, n)
     gc.collect()
-
-
-def _load_config():
-    from sensor import config
-
-    return config.load()
-
-
-def _load_identity():
-    """(identity or None, damaged): a damaged identity file still means provisioned."""
-    from sensor import identity
-
-    try:
-        return identity.load(), False
-    except ValueError:
-        return None, True
-
-
-def _load_policy(ident, damaged):
-    """The policy in force; None only on a board never provisioned (bench mode).
-
-    Once an identity or a policy file exists, whatever fails to load fails closed (health
-    only, one console line), never open: no bench output on a provisioned board.
-    """
-    from sensor import policy
-
-    if not ident and not damaged:
-        try:
-            os.stat(policy.PATH)
-        except OSError:
-            return None
-    if damaged:
-        reason = "identity: identity file damaged"
-    else:
-        try:
-            return policy.load()  # says on the console which streams it refuses
-        except policy.PolicyError as e:
-            reason = "policy: " + e.args[0]
-        except Exception as e:  # a hostile file must not crash the board into a boot loop
-            reason = "policy: cannot be read (%s)" % type(e).__name__
-    print(reason + "; " + policy.CLOSED_SUFFIX)
-    return policy.closed(reason)
 
 
 def setup():

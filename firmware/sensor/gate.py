@@ -47,14 +47,6 @@ def alpha32(epsilon_milli, sensitivity=1):
     return int(a * 4294967296) if a < 1 else 4294967295
 
 
-def bound(name, s):
-    """The most one person can add to one window of stream `name` (its L1 sensitivity), from
-    the policy's assumption in the stream's fields (sensor/catalogue.py `bound`)."""
-    from sensor import catalogue
-
-    return catalogue.bound(name, s, s["window_s"])
-
-
 class Ledger:
     # Epsilon spent per person on the current UTC day, in thousandths: one account for all
     # people streams (each stream's share kept). Written (durably, by rename) BEFORE the
@@ -101,58 +93,29 @@ class Ledger:
 class Gate:
     def __init__(self, policy, rng, ledger):
         # Only what releases need is kept, not the policy object nor the catalogue: both can
-        # then be dropped from RAM after boot (code and tables loaded from flash live in RAM).
-        from sensor import catalogue as cat
+        # then be dropped from RAM after boot (code and tables loaded from flash live in RAM),
+        # and with them the code that reads the catalogue (policy.plans).
+        from sensor.policy import plans
 
         self.hash4 = policy.hash4
         self.budget_milli = policy.budget_milli
         self.rng = rng
         self.ledger = ledger
         self._windows = {}
-        # stream -> (record id, {record key: rounding step}) for a stream of values, or
-        # (record ids, k, epsilon, alpha, cap, sketch bits) for a stream about people.
-        self._plan = {}
-        for name, s in policy.streams.items():
-            e = cat.stream(name)
-            self._windows[name] = s["window_s"]
-            rel = s["release"]
-            if not e[cat.S_PEOPLE]:
-                res = {}
-                for f in e[cat.S_FIELDS]:
-                    if f[1] == cat.T_RES:
-                        r = s[f[0]]
-                        for sub in f[2]:
-                            for k in sub[3]:
-                                res[k] = r[sub[0]]
-                steps = []  # (position in the stream's values, key, step), release order
-                i = 0
-                for r, keys in e[cat.S_RELEASES]:
-                    for k in keys:
-                        if r in rel:
-                            steps.append((i, k, res.get(k, 1)))
-                        i += 1
-                self._plan[name] = (e[cat.S_RECORD], steps)
-                continue
-            ids = []  # (position in the stream's values, record id)
-            i = 0
-            for r, rid in e[cat.S_RELEASES]:
-                if r in rel:
-                    ids.append((i, rid))
-                i += 1
-            n = s["noise"]
-            eps = n["epsilon_milli"]
-            # Noise of scale bound / epsilon on each released count (doorway in and out: the
-            # pair's L1 sensitivity is the bound, so each half gets the same scale and the
-            # pair costs epsilon once).
-            b = cat.bound(name, s, s["window_s"])
-            # Draws stop at 40 scales: a tail of exp(-40), far below any audit.
-            cap = 40 * b * 1000 // eps + 100
-            # A stream whose fields size a sketch counts its set bits (ble).
-            m = 0
-            for f in e[cat.S_FIELDS]:
-                if f[0] == "sketch_bits":
-                    m = s[f[0]]
-            self._plan[name] = (ids, s["k"], eps, alpha32(eps, b), cap, m)
+        # stream -> (record id, (position in the values, record key, rounding step, ...)) for
+        # a stream of values, or ((position, record id, ...), k, epsilon, alpha, cap, sketch
+        # bits) for a stream about people (policy.plans).
+        self._plan = plans(policy.streams)
+        for name in self._plan:
+            self._windows[name] = policy.streams[name]["window_s"]
+            p = self._plan[name]
+            if len(p) > 2:
+                ids, k, eps, b, m = p
+                # Noise of scale bound / epsilon on each released count (doorway in and out:
+                # the pair's L1 sensitivity is the bound, so each half gets the same scale
+                # and the pair costs epsilon once). Draws stop at 40 scales: a tail of
+                # exp(-40), far below any audit.
+                self._plan[name] = (ids, k, eps, alpha32(eps, b), 40 * b * 1000 // eps + 100, m)
 
     def allows(self, stream):
         return stream in self._plan
@@ -178,10 +141,11 @@ class Gate:
             if values is None:
                 r[K_STATUS] = UNAVAILABLE
                 return (r,)
-            for i, k, step in p[1]:
-                v = values[i]
+            st = p[1]
+            for j in range(0, len(st), 3):
+                v = values[st[j]]
                 if v is not None:
-                    r[k] = _round_to(v, step)
+                    r[st[j + 1]] = _round_to(v, st[j + 2])
             return (r,)
         return self._counts(stream, start, length, values, p)
 
@@ -195,8 +159,8 @@ class Gate:
         """
         ids, k, eps, a, cap, m = p
         out = []
-        for _, rid in ids:
-            out.append(self._head(rid, start, length))
+        for j in range(1, len(ids), 2):
+            out.append(self._head(ids[j], start, length))
         if values is None:
             for r in out:
                 r[K_STATUS] = UNAVAILABLE
@@ -207,7 +171,7 @@ class Gate:
             return out
         for j in range(len(out)):
             r = out[j]
-            noisy = values[ids[j][0]] + self.rng.geometric2(a, cap)
+            noisy = values[ids[2 * j]] + self.rng.geometric2(a, cap)
             if m:
                 noisy = linear_count(m - min(max(noisy, 0), m - 1), m)
             # Decided on the noised value only (never the true count), so "below k" is

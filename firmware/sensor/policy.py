@@ -513,6 +513,47 @@ def reasons(d):
     return g + tail
 
 
+def plans(streams):
+    """What the gate needs of each valid stream in `streams` (sensor/gate.py), by name:
+    (record id, (position in the stream's values, record key, rounding step, ...)) for a
+    stream of values; ((position, record id, ...), k, epsilon_milli, person bound, sketch bits)
+    for a stream about people: flat tuples, the smallest in RAM. Made at boot from the
+    catalogue, so neither the catalogue nor this code stays in RAM."""
+    out = {}
+    for name in streams:
+        s = streams[name]
+        e = cat.stream(name)
+        rel = s["release"]
+        i = 0
+        if not e[cat.S_PEOPLE]:
+            res = {}
+            for f in e[cat.S_FIELDS]:
+                if f[1] == cat.T_RES:
+                    for sub in f[2]:
+                        for k in sub[3]:
+                            res[k] = s[f[0]][sub[0]]
+            steps = []
+            for r, keys in e[cat.S_RELEASES]:
+                for k in keys:
+                    if r in rel:
+                        steps.extend((i, k, res.get(k, 1)))
+                    i += 1
+            out[name] = (e[cat.S_RECORD], tuple(steps))
+            continue
+        ids = []
+        for r, rid in e[cat.S_RELEASES]:
+            if r in rel:
+                ids.extend((i, rid))
+            i += 1
+        m = 0  # a stream whose fields size a sketch counts its set bits (ble)
+        for f in e[cat.S_FIELDS]:
+            if f[0] == "sketch_bits":
+                m = s[f[0]]
+        b = cat.bound(name, s, s["window_s"])
+        out[name] = (tuple(ids), s["k"], s["noise"]["epsilon_milli"], b, m)
+    return out
+
+
 def load(path=PATH, log=print):
     """The policy in force. Bad streams are refused (and said on the console); the rest run.
 

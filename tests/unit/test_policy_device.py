@@ -225,16 +225,17 @@ def test_a_plan_over_the_per_person_budget_fails_closed(tmp_path: Path) -> None:
     assert not dev.load(str(f), log=lines.append).closed
 
 
-def test_the_device_bound_is_the_hosts() -> None:
-    from sensor import gate
-
+def test_the_gate_noises_to_the_validators_bound() -> None:
+    # One formula (sensor/catalogue.py bound): the validator's check of the noise scale and
+    # the gate's noise use the same person bound.
+    plans = dev.plans(DEFAULT["streams"])
     for name in dev.PEOPLE:
         s = DEFAULT["streams"][name]
-        assert gate.bound(name, s) == dev.person_bound(name, s) == host.person_bound(name, s)
+        assert plans[name][3] == dev.person_bound(name, s) == host.person_bound(name, s)
     for w in (60, 900, 3600, 7200, 86400):
         for r in (10, 150, 599, 3600, 86400):
             s = {"window_s": w, "rotation_s": r}
-            assert gate.bound("ble", s) == host.person_bound("ble", s) == -(-w // r) + 1
+            assert dev.person_bound("ble", s) == -(-w // r) + 1
 
 
 def test_a_fault_outside_the_streams_refuses_them_all(tmp_path: Path) -> None:

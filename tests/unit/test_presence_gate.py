@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sensor import cbor, config, gate, window
+from sensor import cbor, config, gate, policy, window
 from sensor.presence import Presence, opted_out
 from sensor.rng import Hmac256, Rng
 
@@ -216,7 +216,7 @@ def test_ble_noise_is_on_sketch_bits_and_scaled_to_the_rotation_bound(
 ) -> None:
     ble = dict(PEOPLE, rotation_s=150)  # an hourly window: 25 addresses a phone at most
     g = gate.Gate(FakePolicy({"ble": ble}), Rng(b"g" * 32), gate.Ledger(str(tmp_path / "l")))
-    assert gate.bound("ble", ble) == 25 and g._plan["ble"][3] == gate.alpha32(100, 25)
+    assert policy.person_bound("ble", ble) == 25 and g._plan["ble"][3] == gate.alpha32(100, 25)
     # 2000 set bits of 8192 estimate 2293 addresses: releases centre there, not on 2000
     # (noise std 354 bits, about 1.3 addresses a bit here).
     want = round(-8192 * math.log(1 - 2000 / 8192))
