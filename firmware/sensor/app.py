@@ -31,9 +31,19 @@ class App:
     def __init__(self):
         # Boot-time wiring lives in sensor/start.py, dropped from RAM once it has run
         # together with the config, identity, policy and catalogue modules.
+        self.board = hal.Board()
+        self.cause = hal.reset_cause()
+        self.boot_ms = hal.ticks_ms()
+        self.boots = hal.count_boot()
+        self.faults = 0
+        self.errors = 0
+        self.rng = None  # set by start.build first: streams draw from it as they are made
+        self.next_ntp = hal.ticks_ms()
+        self.next_pump = hal.ticks_ms()
         from sensor import start
 
-        start.build(self)
+        (self.wdt, self.wdt_ms, self.ntp_retry_ms, self.f_clock, self.ident, self.rng,
+         self.gate, self.uplink, self.net, self.rnames, self.snames, self.run) = start.build(self)
         _drop("start", "config", "identity", "policy", "catalogue")
 
     # ---- the loop ------------------------------------------------------------------------

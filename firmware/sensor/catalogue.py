@@ -4,13 +4,7 @@
 # very file (atsource/streams.py) for record names, the policy validator, the notice and the
 # reports. Texts people read stay in host_tools/atsource/catalogues/*.toml, keyed
 # "streams.<name>". Adding a stream: one entry in STREAMS (and its keys, faults, config).
-try:
-    from micropython import const
-except ImportError:  # CPython: the host tools load this file too
-
-    def const(x):
-        return x
-
+from micropython import const  # on the host, atsource/streams.py supplies it
 
 DAY_S = const(86400)
 
@@ -26,7 +20,7 @@ K_EPSILON = const(17)
 
 # key, name, kind, unit, scale. kind: time (Unix s), uint, int, bytes, text, enum or bits
 # (their names in NAMES). The order is the export's column order.
-KEYS = (
+KEYS: tuple = (
     (K_START, "window_start", "time", "UTC", 1),
     (K_LENGTH, "window_length_s", "uint", "s", 1),
     (K_POLICY, "policy_hash", "bytes", "hex", 1),
@@ -68,7 +62,7 @@ KEYS = (
 )
 
 # Record stream ids (key 7): one per record kind; a people stream may make several.
-RECORDS = (
+RECORDS: tuple = (
     (1, "env"),
     (2, "door_in"),
     (3, "door_out"),
@@ -85,12 +79,14 @@ R_SELFTEST = const(15)
 BELOW_K = const(1)
 EXHAUSTED = const(2)
 UNAVAILABLE = const(3)
-STATUS = ((BELOW_K, "below-k"), (EXHAUSTED, "budget-exhausted"), (UNAVAILABLE, "unavailable"))
+STATUS: tuple = (
+    (BELOW_K, "below-k"), (EXHAUSTED, "budget-exhausted"), (UNAVAILABLE, "unavailable")
+)
 # Key 22: the cause of the last reset, by code (hal.reset_cause() names them without hyphens).
-CAUSES = ("power", "watchdog", "reset", "deep-sleep", "other")
+CAUSES: tuple = ("power", "watchdog", "reset", "deep-sleep", "other")
 # Key 25: fault bits, by bit number: (name, the stream that raises it, "" for the scheduler).
 # A stream's own faults are numbered 0, 1... in this order (ctx.fault(i, on)).
-FAULTS = (
+FAULTS: tuple = (
     ("env-missing", "env"),
     ("env-chip-id", "env"),
     ("env-out-of-range", "env"),
@@ -103,7 +99,7 @@ FAULTS = (
     ("air-frame", "air"),
 )
 # enum and bits keys -> their names: ((code, name), ...) or names by code / bit number
-NAMES = {K_STREAM: RECORDS, K_STATUS: STATUS, 22: CAUSES, 25: FAULTS}
+NAMES: dict = {K_STREAM: RECORDS, K_STATUS: STATUS, 22: CAUSES, 25: FAULTS}
 
 # ---- policy field rules (docs/privacy.md) ----
 # Every stream has window_s (60..86400, dividing a day) and release. Then its own fields, in
@@ -114,15 +110,15 @@ T_INT = const(0)
 T_POW2 = const(1)
 T_NOISE = const(2)
 T_RES = const(3)
-_K = ("k", T_INT, 2, 1000)
-_NOISE = ("noise", T_NOISE)
+_K: tuple = ("k", T_INT, 2, 1000)
+_NOISE: tuple = ("noise", T_NOISE)
 
 # ---- streams, in the scheduler's order (health last: it reports what the others counted) ----
 # name: (record id (None: one record per release, people streams), people,
 #        releases ((release name, record keys | record id), ...), policy fields,
 #        the field bounding one person's contribution (None: not about people),
 #        sensors config default (None: always on), config section ((key, default, lo, hi), ...))
-STREAMS = (
+STREAMS: tuple = (
     ("env", 1, False,
      (("mean", (3, 4, 5)), ("min", (10, 12, 14)), ("max", (11, 13, 15)), ("samples", (8, 9))),
      (("resolution", T_RES, (("temp_centi", 1, 10000, (3, 10, 11)),
@@ -155,7 +151,8 @@ STREAMS = (
       ("faults", (25,)), ("queue", (26, 27))),
      (), None, None, ()),
 )  # fmt: skip
-# Indexes into a STREAMS entry.
+# Indexes into a STREAMS entry. (The tables are annotated `tuple` only so the firmware's type
+# check treats their mixed entries as opaque; MicroPython ignores annotations.)
 S_NAME = const(0)
 S_RECORD = const(1)
 S_PEOPLE = const(2)
@@ -166,7 +163,7 @@ S_ON = const(6)
 S_CONFIG = const(7)
 
 # Old names still read in /config.json's "sensors" (docs/device.md): alias -> stream.
-SENSOR_ALIASES = (("pir", "motion"),)
+SENSOR_ALIASES: tuple = (("pir", "motion"),)
 
 
 def fault_bit(name):
@@ -177,12 +174,12 @@ def fault_bit(name):
     raise KeyError(name)
 
 
-def stream(name):
-    """The STREAMS entry of stream `name`, None if there is none."""
+def stream(name) -> tuple:
+    """The STREAMS entry of stream `name` (KeyError if there is none)."""
     for s in STREAMS:
         if s[S_NAME] == name:
             return s
-    return None
+    raise KeyError(name)
 
 
 def names():
@@ -198,8 +195,7 @@ def bound(name, s, window):
     stream `name` under policy fields s (its L1 sensitivity), None if the fields do not say.
     No people stream can tell whose event it is, so nothing can be clamped per person: the
     bound is the policy's assumption and the noise is scaled to it."""
-    e = stream(name)
-    f = e[S_BOUND] if e is not None else None
+    f = stream(name)[S_BOUND] if name in names() else None
     if f is None:
         return None
     v = s.get(f)

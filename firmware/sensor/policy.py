@@ -9,15 +9,9 @@ import hashlib
 import json
 import os
 
+from micropython import const
+
 from sensor import catalogue as cat
-
-try:
-    from micropython import const
-except ImportError:  # CPython: the host tools run this file too
-
-    def const(x):
-        return x
-
 
 PATH = "/policy.json"
 VERSION = const(1)
@@ -317,9 +311,9 @@ def release_names(name):
 def check_stream(name, s, budget=None, exhaust=False):
     """Reasons to refuse stream `name` (empty: valid). budget: the daily cap, None if unknown."""
     path = "streams." + name
-    entry = cat.stream(name)
-    if entry is None:
+    if name not in STREAMS:
         return [path + ": unknown stream (known: " + ", ".join(STREAMS) + ")"]
+    entry = cat.stream(name)
     if not isinstance(s, dict):
         return [path + ": must be an object"]
     path += "."

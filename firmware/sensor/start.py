@@ -12,66 +12,55 @@ _BENCH_WINDOW_S = 900
 
 
 def build(app):
-    """Make app ready to run: everything App.__init__ used to do."""
-    app.board = hal.Board()
-    app.cause = hal.reset_cause()
-    app.boot_ms = hal.ticks_ms()
-    app.boots = hal.count_boot()
+    """The rest of App.__init__: (wdt, wdt_ms, ntp_retry_ms, clock fault bit, identity, rng,
+    gate, uplink, net, record names, status names, running streams)."""
     print("atsource: %s boot %d (%s)" % (app.board.name, app.boots, app.cause))
     cfg = _load_config()
     wd = cfg["watchdog_ms"]
-    app.wdt = None
-    app.wdt_ms = 0
+    wdt = None
+    wdt_ms = 0
     if wd:
-        app.wdt, app.wdt_ms = app.board.watchdog(wd)
-    app.faults = 0
-    app.errors = 0
+        wdt, wdt_ms = app.board.watchdog(wd)
     from sensor import catalogue as cat
 
-    app.f_clock = cat.fault_bit("clock-unset")
-    app.ident, damaged = _load_identity()
-    pol = _load_policy(app.ident is not None, damaged)
+    ident, damaged = _load_identity()
+    pol = _load_policy(ident is not None, damaged)
     if pol is not None and (pol.closed or pol.refused):
         app.faults |= cat.fault_bit("stream-refused")
-    seed = app.ident.seed if app.ident is not None else hal.urandom(32)
-    app.rng = Rng(seed)
-    app.gate = None
-    app.uplink = None
+    app.rng = rng = Rng(ident.seed if ident is not None else hal.urandom(32))
+    gate = None
+    uplink = None
     if pol is not None:
-        from sensor import gate
+        from sensor import gate as gatemod
 
-        app.gate = gate.Gate(pol, app.rng, gate.Ledger())
-        if app.ident is not None:
-            app.uplink = _make_uplink(app, cfg)
+        gate = gatemod.Gate(pol, rng, gatemod.Ledger())
+        if ident is not None:
+            uplink = _make_uplink(ident, cfg)
+    net = hal.Net(cfg["wifi"])
+    run = _streams(app, cat, cfg, pol, gate)
     # Names for the console's "rel" lines (what leaves the device, said in words).
-    app.rnames = dict(cat.RECORDS)
-    app.snames = dict(cat.STATUS)
-    app.net = hal.Net(cfg["wifi"])
-    app.next_ntp = hal.ticks_ms()
-    app.next_pump = hal.ticks_ms()
-    app.ntp_retry_ms = cfg["ntp_retry_s"] * 1000
-    _setup_streams(app, cat, cfg, pol)
+    return (wdt, wdt_ms, cfg["ntp_retry_s"] * 1000, cat.fault_bit("clock-unset"), ident, rng,
+            gate, uplink, net, dict(cat.RECORDS), dict(cat.STATUS), run)
 
 
-def _make_uplink(app, cfg):
+def _make_uplink(ident, cfg):
     try:
         from sensor import uplink
     except ImportError:
         print("uplink: not installed: records are sealed nowhere")
         return None
     try:
-        return uplink.Uplink(app.ident, cfg)
+        return uplink.Uplink(ident, cfg)
     except Exception as e:  # a broken transport config must not stop sensing
         print("uplink: %s" % (e.args[0] if e.args else type(e).__name__))
         return None
 
 
-def _setup_streams(app, cat, cfg, pol):
+def _streams(app, cat, cfg, pol, gate):
     # One entry per running stream, in the catalogue's order (health last: it reports the
     # errors and faults the others counted): [name, stream, window start, length]; the
     # start is -1 until the clock is set.
-    app.run = []
-    gate = app.gate
+    run = []
     for e in cat.STREAMS:
         name = e[cat.S_NAME]
         on = e[cat.S_ON]
@@ -96,7 +85,8 @@ def _setup_streams(app, cat, cfg, pol):
         ctx.cfg = None
         ctx.policy = None
         length = gate.window_s(name, _BENCH_WINDOW_S) if gate else _BENCH_WINDOW_S
-        app.run.append([name, stream, -1, length])
+        run.append([name, stream, -1, length])
+    return run
 
 
 def _load_config():

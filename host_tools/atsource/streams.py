@@ -5,7 +5,8 @@ device and host; nothing here is a copy (docs/architecture.md, "One catalogue").
 
 The firmware's ``sensor`` package is imported by path under its own name, so ``from sensor
 import catalogue`` inside those files resolves to the same tree; if a ``sensor`` package is
-already imported (the unit tests put ``firmware/`` on the path), it must be that tree.
+already imported (the unit tests put ``firmware/`` on the path), it must be that tree. A
+``micropython`` module with ``const`` is supplied when none is importable.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from .errors import UserError
 
 def _package() -> ModuleType:
     root = paths.FIRMWARE / "sensor"
+    if "micropython" not in sys.modules:
+        # The firmware writes `from micropython import const`; under CPython const is the
+        # identity (what MicroPython's own micropython.const does at run time).
+        mp = ModuleType("micropython")
+        mp.const = lambda x: x  # type: ignore[attr-defined]
+        sys.modules["micropython"] = mp
     pkg = sys.modules.get("sensor")
     if pkg is None:
         spec = importlib.util.spec_from_file_location(
