@@ -24,15 +24,15 @@ def test_the_host_loads_the_firmware_catalogue_itself() -> None:
 
 
 def test_host_record_tables_are_the_catalogues() -> None:
-    assert record.STREAMS == dict(cat.RECORDS)
-    assert record.COUNT_STATUS == dict(cat.STATUS)
-    assert record.RESET_CAUSES == dict(enumerate(cat.CAUSES))
-    assert record.FAULTS == {i: f[0] for i, f in enumerate(cat.FAULTS)}
+    assert dict(cat.RECORDS) == record.STREAMS
+    assert dict(cat.STATUS) == record.COUNT_STATUS
+    assert dict(enumerate(cat.CAUSES)) == record.RESET_CAUSES
+    assert {i: f[0] for i, f in enumerate(cat.FAULTS)} == record.FAULTS
     assert [(f.key, f.name, f.kind, f.unit, f.scale) for f in record.FIELDS.values()] == [
         tuple(k) for k in cat.KEYS
     ]
-    assert record.FIELD_NAMES == tuple(k[1] for k in cat.KEYS)
-    assert host.STREAMS == cat.names() and host.PEOPLE == cat.people()
+    assert tuple(k[1] for k in cat.KEYS) == record.FIELD_NAMES
+    assert cat.names() == host.STREAMS and cat.people() == host.PEOPLE
     cfg = devconfig.device_module().DEFAULTS
     assert cfg["sensors"] == {s[0]: s[cat.S_ON] for s in cat.STREAMS if s[cat.S_ON] is not None}
 
@@ -54,7 +54,7 @@ def test_ids_keys_and_names_are_unique_and_every_reference_resolves() -> None:
                     assert owners.setdefault(t, s[0]) == s[0], f"key {t} in two streams"
         if s[cat.S_RECORD] is not None:
             assert s[cat.S_RECORD] in ids
-    for name, owner in cat.FAULTS:
+    for _name, owner in cat.FAULTS:
         assert owner == "" or owner in cat.names()
     assert set(cat.NAMES) <= set(keys)
 
@@ -120,9 +120,7 @@ _NAMES = sorted(
     | {f[0] for f in cat.FAULTS}
     | {c for c in cat.CAUSES if "-" in c}
 )
-_DEF = re.compile(
-    r"""(\b\d+\s*[:,]\s*["'](?P<a>[\w-]+)["'])|(["'](?P<b>[\w-]+)["']\s*:\s*\d+\b)"""
-)
+_DEF = re.compile(r"""(\b\d+\s*[:,]\s*["'](?P<a>[\w-]+)["'])|(["'](?P<b>[\w-]+)["']\s*:\s*\d+\b)""")
 
 
 def test_grep_finds_each_id_and_key_defined_in_one_place() -> None:
