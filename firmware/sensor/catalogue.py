@@ -142,7 +142,7 @@ STREAMS: tuple = (
     ("noise", 7, False,
      (("laeq", (30,)), ("lamin", (31,)), ("lamax", (32,)), ("l10", (33,)), ("l90", (34,)),
       ("samples", (8,))),
-     (), None, False, (("block_ms", 125, 20, 1000), ("every_s", 1, 1, 60))),
+     (), None, False, (("every_s", 60, 10, 3600), ("sens_cdb", -2600, -6000, 0))),
     ("air", 8, False,
      (("mean", (40, 41, 42)), ("max", (43, 44)), ("samples", (8,))),
      (), None, False, (("every_s", 300, 60, 3600), ("warmup_s", 30, 10, 120))),

@@ -74,7 +74,7 @@ def test_the_new_streams_are_catalogued_for_both_sides() -> None:
         assert cat.K_SAMPLES in streams.record_keys(s[0])
     cfg = devconfig.effective({})
     assert cfg["sensors"]["noise"] is False and cfg["sensors"]["air"] is False
-    assert set(cfg["noise"]) == {"block_ms", "every_s"}
+    assert set(cfg["noise"]) == {"every_s", "sens_cdb"}
     assert set(cfg["air"]) == {"every_s", "warmup_s"}
     # Their policy is a window and a release list, like env's: nothing about people.
     p = host.load_policy(host.DEFAULT)
