@@ -78,8 +78,12 @@ class Pms5003:
             self.set_pin.value(1)
         self.wake()
         self._send(_MODE, 0)
-        if self.read() is None:
-            raise OSError(19)
+        for _ in range(3):  # a noisy line may spoil a frame; silence means no sensor
+            if self.read() is not None:
+                break
+        else:
+            if self.missing >= 3:
+                raise OSError(19)
         self.sleep()
 
     def wake(self):

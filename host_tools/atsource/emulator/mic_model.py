@@ -139,7 +139,9 @@ class MicModel:
         self.blocks.append((mid, level))
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, t_us & 0xFFFFFFFFFFFF, n])
         g, wa = self._spectrum(n, rate)
-        spec = g * (rng.standard_normal(len(g)) + 1j * rng.standard_normal(len(g)))
+        # Random phases, fixed magnitudes: a noise whose energy is spread evenly over the
+        # block, so any part of it carries the block's level (a firmware measures a part).
+        spec = g * np.exp(2j * np.pi * rng.random(len(g)))
         x = np.fft.irfft(spec, n)
         # Scale so that the A-weighted mean square matches the level (Parseval on the rfft).
         aw = np.abs(np.fft.rfft(x) * wa) ** 2
