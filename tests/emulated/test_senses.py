@@ -184,3 +184,55 @@ def test_no_audio_sample_or_raw_frame_leaves_the_drivers(run) -> None:
     printed = {line.split()[0] for _, line in emu.lines if line.strip()}
     assert printed <= {"alloc", "ws", "noise", "air", "done", "rst:0x1", "MicroPython", "Type"}
     assert not re.search(rb"\\x[0-9a-f]{2}", console)
+
+
+class SineMic:
+    """A microphone hearing one pure tone: 24-bit samples, left-justified, at ``db_spl``."""
+
+    def __init__(self, freq: float, db_spl: float) -> None:
+        self.freq, self.db = freq, db_spl
+
+    def samples(self, t_us: int, n: int, rate: int) -> bytes:
+        amp = 2**31 * 10 ** ((self.db - 94.0 - 26.0) / 20)  # -26 dBFS at 94 dB SPL
+        k0 = t_us * rate // US
+        return b"".join(
+            (
+                int(round(amp * math.sin(2 * math.pi * self.freq * (k0 + i) / rate))) & ~0xFF
+            ).to_bytes(4, "little", signed=True)
+            for i in range(n)
+        )
+
+
+class ToneWorld(ScenarioWorld):
+    def __init__(self, scenario, board, mic: SineMic) -> None:
+        super().__init__(scenario, board)
+        self.tone = mic
+
+    def i2s_device(self, bus: int) -> SineMic:
+        return self.tone
+
+
+TONE_MAIN = """
+from sensor import hal, i2smic, loudness
+meter = loudness.LevelMeter(i2smic.Mic(hal.Board().i2s_mic))
+print("level", meter.measure())
+"""
+
+
+@pytest.mark.parametrize(("freq", "weight", "tol"), [(250.0, -8.6, 1.0), (1000.0, 0.0, 0.7)])
+def test_a_weighting_of_a_tone_on_the_board(
+    board_name: str, flash: Path, freq: float, weight: float, tol: float
+) -> None:
+    # IEC 61672-1 class 1 at this frequency, through the emulated I2S and the firmware on the
+    # VM (the full octave table runs in tests/unit/test_loudness.py).
+    board = load_board(board_name)
+    prepare_flash(board, flash, firmware=paths.FIRMWARE)
+    (flash / "main.py").write_text(TONE_MAIN)
+    world = ToneWorld(
+        parse_scenario(SCENARIO, "senses.toml"), {"pins": board.pins}, SineMic(freq, 80.0)
+    )
+    emu = EmulatedBoard(board, flash, world=world, start_us=START, seed=1)
+    emu.run(duration_us=5 * US)
+    got = [int(line.split()[1]) for _, line in emu.lines if line.startswith("level ")]
+    assert got, [line for _, line in emu.lines]
+    assert abs(got[0] / 100 - 80.0 - weight) <= tol
