@@ -14,7 +14,8 @@ RATE = 16000
 SENS_DBFS = -26.0  # INMP441 / ICS-43434: -26 dBFS at 94 dB SPL, 1 kHz
 
 # IEC 61672-1:2013 Table 3: the A-weighting at the octave nominal frequencies below the
-# Nyquist frequency of 16 kHz sampling, and the class 1 acceptance limits (dB).
+# Nyquist frequency of 16 kHz sampling, and the class 1 acceptance limits (dB). The table's
+# weights belong to the exact base-10 frequencies, 1000 * 10**(0.3 k) Hz (31.62 for 31.5).
 IEC_OCTAVES = [
     (31.5, -39.4, 1.5, 1.5),
     (63.0, -26.2, 1.0, 1.0),
@@ -52,7 +53,8 @@ def test_a_weighting_meets_iec_61672_class_1(
     freq: float, weight: float, plus: float, minus: float
 ) -> None:
     # 0.5 s of settling covers the 20.6 Hz poles' transient; 1 s measured spans whole cycles.
-    got = level_db(sine_block(freq, 80.0, 24000), 8000) - 80.0
+    exact = 1000 * 10 ** (0.3 * round(math.log10(freq / 1000) / 0.3))
+    got = level_db(sine_block(exact, 80.0, 24000), 8000) - 80.0
     assert weight - minus <= got <= weight + plus, f"{freq} Hz: {got:.2f} dB, IEC {weight}"
 
 
