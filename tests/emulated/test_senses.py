@@ -236,3 +236,52 @@ def test_a_weighting_of_a_tone_on_the_board(
     got = [int(line.split()[1]) for _, line in emu.lines if line.startswith("level ")]
     assert got, [line for _, line in emu.lines]
     assert abs(got[0] / 100 - 80.0 - weight) <= tol
+
+
+FAULT_MAIN = """
+import time
+from sensor import hal, i2smic, loudness, pms5003
+b = hal.Board()
+mic = i2smic.Mic(b.i2s_mic)
+try:
+    mic.probe()
+    print("mic ok")
+except OSError as e:
+    print("mic errno", e.errno)
+meter = loudness.LevelMeter(mic)
+pm = pms5003.Pms5003(b.uart("pm", 9600, 100))
+pm.setup()
+print("pm ok")
+pm.wake()
+time.sleep(31)
+print("read", pm.read())
+time.sleep(90)  # the sensor falls silent at +2m
+print("read", pm.read(), pm.missing)
+time.sleep(60)
+print("level", meter.measure(), mic.faults)  # the microphone failed at +3m
+time.sleep(30)  # the sensor answers again from +3m30s
+print("read", pm.read(), pm.missing)
+"""
+
+
+def test_a_failed_microphone_and_a_silent_sensor_are_faults_not_readings(
+    board_name: str, flash: Path
+) -> None:
+    board = load_board(board_name)
+    prepare_flash(board, flash, firmware=paths.FIRMWARE)
+    (flash / "main.py").write_text(FAULT_MAIN)
+    faults = (
+        '[[faults]]\nkind = "pm_silent"\nat = "+2m"\nduration = "1m30s"\n'
+        '[[faults]]\nkind = "mic_failure"\nat = "+3m"\nduration = "10m"\n'
+    )
+    clean = SCENARIO.replace("checksum_error_rate = 0.15", "checksum_error_rate = 0.0")
+    world = ScenarioWorld(parse_scenario(clean + faults, "s.toml"), {"pins": board.pins})
+    emu = EmulatedBoard(board, flash, world=world, start_us=START, seed=1)
+    emu.run(duration_us=5 * 60 * US)
+    lines = [line for _, line in emu.lines]
+    reads = [line for line in lines if line.startswith(("read", "level"))]
+    assert lines.count("mic ok") == 1 and "pm ok" in lines, lines
+    assert reads[0].startswith("read (") and reads[0] != "read None"
+    assert reads[1] == "read None 1"  # silent: a missing frame, counted
+    assert reads[2] == "level None 1"  # all-zero data: no level, a fault
+    assert reads[3].startswith("read (")  # the sensor is back
