@@ -73,17 +73,20 @@ class Pms5003:
             self.uart.readinto(self.buf)
 
     def setup(self):
-        """Passive mode, then asleep. Raises OSError(ENODEV) when nothing answers."""
+        """Passive mode, then asleep. Raises OSError(ENODEV) when nothing answers (about 1 s)."""
         if self.set_pin is not None:
             self.set_pin.value(1)
         self.wake()
         self._send(_MODE, 0)
-        for _ in range(3):  # a noisy line may spoil a frame; silence means no sensor
+        # Up to about a second (10 reads of at most 100 ms): a sensor just woken may take a
+        # moment, a noisy line may spoil a frame; nothing at all means no sensor.
+        for _ in range(10):
             if self.read() is not None:
                 break
         else:
-            if self.missing >= 3:
+            if self.checksum_errors == 0:
                 raise OSError(19)
+        self.checksum_errors = self.missing = 0  # count faults from here on
         self.sleep()
 
     def wake(self):

@@ -67,7 +67,7 @@ class Pms5003Model:
         self.queue: list[tuple[int, bytes]] = []  # (arrival of the first byte's end, bytes)
         self.rx = bytearray()  # command bytes heard
         self.served: list[tuple[int, tuple[int, int, int]]] = []  # (time, atm values) sent
-        self.corrupted = 0
+        self.corrupted: list[int] = []  # when each corrupted frame was sent
         self._rng = random.Random(f"{seed}/pms5003")
         self._last_tx_end = 0
 
@@ -110,7 +110,7 @@ class Pms5003Model:
         f = bytearray(frame(atm, (cf1[0], cf1[1], cf1[2]), counts))
         if self.error_rate and (h >> 48) / 65536.0 < self.error_rate:
             f[10 + (h & 0xF)] ^= 0x10  # a bit flipped on the line: the checksum will not match
-            self.corrupted += 1
+            self.corrupted.append(t_us)
         else:
             self.served.append((t_us, atm))
         return bytes(f)
