@@ -1,10 +1,10 @@
 """An I2S MEMS microphone (INMP441, ICS-43434 class): 24-bit samples in 32-bit slots, mono.
 
 The microphone is clocked only while a block is read: ``read()`` starts the I2S bus, throws
-away the microphone's start-up (and anything the DMA ring held), fills the one preallocated
-buffer and stops the bus again, so the microphone sleeps between blocks and no block can hold
-audio from another moment. The buffer is overwritten by every read and never leaves the
-driver's caller (loudness.LevelMeter): no sample is kept, printed, stored or sent.
+away the microphone's start-up (256 ms, and anything the DMA ring held), fills the one
+preallocated buffer and stops the bus again, so the microphone sleeps between blocks and no
+block can hold audio from another moment. The buffer is overwritten by every read and never
+leaves the driver's caller (loudness.LevelMeter): no sample is kept, printed, stored or sent.
 
     mic = Mic(board.i2s_mic, frames=512)   # a factory returning a started machine.I2S
     mic.probe()                             # OSError(ENODEV): no microphone answers
@@ -19,12 +19,14 @@ _ENODEV = const(19)
 
 
 class Mic:
-    def __init__(self, open_i2s, frames=512, startup=256):
+    def __init__(self, open_i2s, frames=512, startup=4096):
         # open_i2s(ibuf) returns a started machine.I2S in RX mode, 32 bits, mono, 16 kHz.
         self._open = open_i2s
         self.buf = array.array("i", [0] * frames)
         self._mv = memoryview(self.buf)
-        self._skip = startup  # frames dropped after the clock starts
+        # Frames dropped after the clock starts: the INMP441 is operational 2**18 SCK cycles
+        # after power-up (its datasheet), 4096 frames of 64 cycles: 256 ms at 16 kHz.
+        self._skip = startup
         self.faults = 0
 
     def read(self):

@@ -1,5 +1,7 @@
 # machine, as MicroPython documents it, for the board named in the boot configuration.
 # Inputs (pin edges, I2C devices) come from the host's world; time from the virtual clock.
+from array import array as _array
+
 import _board as _b
 import _vtime
 
@@ -314,6 +316,7 @@ class I2S:
         self._bits = bits
         self._ch = 1 if format == I2S.MONO else 2
         self._rate = rate
+        self._frames = 0
         self._on = True
 
     def deinit(self):
@@ -323,20 +326,24 @@ class I2S:
         if not self._on or self._mode != I2S.RX:
             raise OSError(1)  # EPERM: not an initialised receiver
         mv = memoryview(buf)
-        nbytes = len(bytes(mv[:1])) * len(mv) if len(mv) else 0
+        if not len(mv):
+            return 0
+        item = len(bytes(mv[:1]))  # the buffer's item size (a board sees only bytes)
         width = self._bits // 8 * self._ch
-        frames = nbytes // width
+        frames = len(mv) * item // width
         if frames == 0:
             return 0
+        # "f": frames clocked since init(): a microphone outputs nothing (zeros) until it
+        # has started; the host sends those as a count, the rest as hex.
         r = _b.req({"q": "i2s", "id": self._id, "sd": self._sd, "n": frames, "rate": self._rate,
-                    "bits": self._bits, "ch": self._ch, "now": [_b.ms, _b.us]})
-        data = bytes.fromhex(r)
-        try:
-            mv[:] = data  # a bytes-like buffer
-        except ValueError:
-            import array
-
-            mv[:] = array.array("i" if self._bits == 32 else "h", data)
+                    "bits": self._bits, "ch": self._ch, "f": self._frames,
+                    "now": [_b.ms, _b.us]})
+        self._frames += frames
+        data = bytes(r[0] * width) + bytes.fromhex(r[1])
+        if item == 1:
+            mv[:] = data
+        else:  # a typed buffer (array 'i' or 'h') takes an array of its own kind
+            mv[: frames * width // item] = _array("i" if item == 4 else "h", data)
         t = _b.ms * 1000 + _b.us + frames * 1000000 // self._rate
         _b.sleep_until(t // 1000, t % 1000)
         return frames * width

@@ -25,6 +25,10 @@ from .scenario import US
 
 FULL_SCALE = float(1 << 23)  # 24-bit peak
 FLOOR_DBA = 30.0  # the microphone's self-noise (INMP441: 33 dBA; ICS-43434: 29 dBA)
+# INMP441 datasheet, "Normal Operation": operational 2**18 SCK cycles after power-up; with 64
+# SCK cycles per frame that is 4096 frames at any sample rate (256 ms at 16 kHz). The SD line
+# is not driven until then: zeros.
+STARTUP_FRAMES = 4096
 
 
 def a_weighting_db(f: np.ndarray) -> np.ndarray:
@@ -119,6 +123,7 @@ class MicModel:
         self.kind = kind
         self.sensitivity = sensitivity_dbfs
         self.silent = silent or []  # intervals when the microphone is dead (all-zero data)
+        self.startup_frames = STARTUP_FRAMES
         self.blocks: list[tuple[int, float]] = []  # (block middle, level) of every block served
         self._shape_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 

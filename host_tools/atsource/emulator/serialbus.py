@@ -2,7 +2,8 @@
 
 A world wires devices to them through two optional methods (see ``world_api``):
 ``i2s_device(bus_id)`` returns a microphone model with ``samples(t_us, n, rate) -> bytes``
-(n little-endian 32-bit mono slots covering [t_us, t_us + n / rate)), and
+(n little-endian 32-bit mono slots covering [t_us, t_us + n / rate)) and ``startup_frames``
+(frames after the clock starts during which it sends zeros), and
 ``uart_device(uart_id)`` a serial device model with ``configure(cfg, t_us)``,
 ``write(data, t_us)``, ``arrivals(t_us) -> bytes`` (what reached the board's RX pin by
 ``t_us``, consumed) and ``eta(k, t_us) -> int | None`` (when k more bytes will have arrived,
@@ -59,7 +60,12 @@ def i2s_request(world: Any, q: dict[str, Any], now_us: int) -> str:
     """A block of samples for an I2S read: the world's microphone, or silence."""
     get = getattr(world, "i2s_device", None)
     dev = get(q["id"]) if get is not None else None
-    n = int(q["n"]) * int(q.get("ch", 1))
-    if dev is None or q.get("bits") != 32:
-        return json.dumps("00" * (n * q.get("bits", 32) // 8))
-    return json.dumps(dev.samples(now_us, int(q["n"]), int(q["rate"])).hex())
+    n = int(q["n"])
+    if dev is None or q.get("bits") != 32 or q.get("ch", 1) != 1:
+        return json.dumps([n, ""])  # nothing drives SD: zeros
+    # The microphone starts STARTUP_FRAMES after its clock does, and sends zeros until then.
+    zeros = min(n, max(0, getattr(dev, "startup_frames", 0) - int(q.get("f", 0))))
+    rate = int(q["rate"])
+    t = now_us + zeros * 1_000_000 // rate
+    rest = dev.samples(t, n - zeros, rate).hex() if n > zeros else ""
+    return json.dumps([zeros, rest])
