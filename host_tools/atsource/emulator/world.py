@@ -589,6 +589,7 @@ class ScenarioWorld:
         self._pm_uart = pins.get("pm", {}).get("id")
         self._mic: Any = None
         self._pms: Any = None
+        self._truth: dict[int, list[dict[str, Any]]] = {}
 
     def _static_events(self) -> list[Event]:
         """Pin edges and fault events within the scenario, sorted by time (stable)."""
@@ -702,7 +703,11 @@ class ScenarioWorld:
 
     def ground_truth(self, window_s: int | None = None) -> list[dict[str, Any]]:
         """Per window of ``window_s`` (default: the scenario's), what really happened."""
-        return ground_truth(self, window_s or self.scenario.window_s)
+        w = window_s or self.scenario.window_s
+        # It depends on the scenario and seed only; the sound level's LAeq takes a while.
+        if w not in self._truth:
+            self._truth[w] = ground_truth(self, w)
+        return [dict(row) for row in self._truth[w]]
 
     # -- helpers for tests and the privacy audit --------------------------------------------------
 
