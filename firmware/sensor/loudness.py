@@ -47,7 +47,7 @@ _LOG2 = (
 # 10*log10(1 + 10**(-d/10)) in cdB for d = 0..30 dB: adding two levels on an energy basis.
 _ADD = (
     301, 254, 212, 176, 146, 119, 97, 79, 64, 51, 41, 33, 27, 21, 17, 14,
-    11, 9, 7, 5, 4, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0,
+    11, 9, 7, 5, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0,
 )
 
 
@@ -89,9 +89,8 @@ def weighted_energy(buf, start, end):
     """
     v0 = buf[0] >> 12
     v1 = v2 = v3 = v4 = v5 = 0
-    i = 0
     # Settle: the sections' transients from the block's abrupt start die out here.
-    while i < start:
+    for i in range(start):
         x = buf[i] >> 12
         a = x - v0 + v1 - ((_E1 * v1) >> _Q1)
         v0 = x
@@ -103,7 +102,7 @@ def weighted_energy(buf, start, end):
         v3 = c
         v5 = d + v4 - ((_E5 * v5) >> _Q5)
         v4 = d
-        i += 1
+    i = start
     total = 0
     while i < end:
         s = 0
