@@ -69,8 +69,11 @@ class Pms5003:
 
     def _drain(self):
         # Drop what is pending (acknowledgements, a late frame) so a read sees only its answer.
-        while self.uart.any():
-            self.uart.readinto(self.buf)
+        mv = memoryview(self.buf)
+        k = self.uart.any()
+        while k:
+            self.uart.readinto(mv[: k if k < _FRAME else _FRAME])  # only what is there: no wait
+            k = self.uart.any()
 
     def setup(self):
         """Passive mode, then asleep. Raises OSError(ENODEV) when nothing answers (about 1 s)."""
