@@ -24,6 +24,7 @@ from atsource.emulator.engine import EmulatedBoard
 from benchmarks.accuracy import people_accuracy
 from benchmarks.host_tools import deploy_times, provision_times
 from benchmarks.receiver import receiver_throughput
+from benchmarks.senses import noise_cost
 from benchmarks.timing import (
     bme280_inversion,
     cli_startup,
@@ -159,6 +160,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "world_generation": world_generation,
     "cli_startup": cli_startup,
     "fleet_residential": fleet_residential,
+    "noise_cost": noise_cost,
 }
 
 
