@@ -54,6 +54,3 @@ class Stream(Base):
         ones = self.presence.ones()  # the gate noises set bits, not the estimate
         self.n = self.presence.roll()
         return (ones,) if ok else None
-
-    def bench(self, v):
-        return "distinct=%d%s" % (self.n, "" if v else " (off)")

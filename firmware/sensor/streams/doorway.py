@@ -31,6 +31,3 @@ class Stream(Base):
 
     def close(self, start, length):
         return self.line.take()  # (in, out): the catalogue's order
-
-    def bench(self, v):
-        return "in=%d out=%d" % v

@@ -77,11 +77,6 @@ class Stream:
         t, h, p = w.t, w.h, w.p
         return (t.mean(), h.mean(), p.mean(), t.lo, h.lo, p.lo, t.hi, h.hi, p.hi, n, lost)
 
-    def bench(self, v):
-        if not v[9]:
-            return "none lost=%d err=%d" % (v[10], self.err)
-        return "t=%s/%s/%sC rh=%s%% p=%dPa n=%d lost=%d err=%d" % (
-            _centi(v[0]), _centi(v[3]), _centi(v[6]), _centi(v[1]), v[2], v[9], v[10], self.err)
 
     def _sample(self):
         w = self.w
@@ -126,9 +121,3 @@ class Stream:
         last[1] = h
         last[2] = p
         w.add(t, p, h)
-
-
-def _centi(v):
-    s = "-" if v < 0 else ""
-    v = abs(v)
-    return "%s%d.%02d" % (s, v // 100, v % 100)

@@ -32,7 +32,3 @@ class Stream(Base):
              u.depth if u is not None else 0, u.dropped if u is not None else 0)
         a.errors = 0
         return v
-
-    def bench(self, v):
-        return "up=%ds boots=%d cause=%s free=%d err=%d faults=0x%02x q=%d" % (
-            v[0], v[1], self.app.cause, v[3], v[4], v[5], v[6])

@@ -19,6 +19,3 @@ class Stream(Base):
 
     def close(self, start, length):
         return (self.motion.take(),)
-
-    def bench(self, v):
-        return "n=%d" % v
