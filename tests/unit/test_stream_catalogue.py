@@ -120,7 +120,9 @@ _NAMES = sorted(
     | {f[0] for f in cat.FAULTS}
     | {c for c in cat.CAUSES if "-" in c}
 )
-_DEF = re.compile(r"""(\b\d+\s*[:,]\s*["'](?P<a>[\w-]+)["'])|(["'](?P<b>[\w-]+)["']\s*:\s*\d+\b)""")
+_DEF = re.compile(
+    r"""(\b\d+[ \t]*[:,][ \t]*["'](?P<a>[\w-]+)["'])|(["'](?P<b>[\w-]+)["'][ \t]*:[ \t]*\d+\b)"""
+)
 
 
 def test_grep_finds_each_id_and_key_defined_in_one_place() -> None:
