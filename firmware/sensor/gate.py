@@ -101,13 +101,11 @@ class Gate:
         self.budget_milli = policy.budget_milli
         self.rng = rng
         self.ledger = ledger
-        self._windows = {}
         # stream -> (record id, (position in the values, record key, rounding step, ...)) for
         # a stream of values, or ((position, record id, ...), k, epsilon, alpha, cap, sketch
         # bits) for a stream about people (policy.plans).
         self._plan = plans(policy.streams)
         for name in self._plan:
-            self._windows[name] = policy.streams[name]["window_s"]
             p = self._plan[name]
             if len(p) > 2:
                 ids, k, eps, b, m = p
@@ -119,9 +117,6 @@ class Gate:
 
     def allows(self, stream):
         return stream in self._plan
-
-    def window_s(self, stream, default=900):
-        return self._windows.get(stream, default)
 
     def _head(self, stream_id, start, length):
         return {K_START: start, K_LENGTH: length, K_POLICY: self.hash4, K_STREAM: stream_id}

@@ -38,9 +38,20 @@ def build(app):
             uplink = _make_uplink(ident, cfg)
     net = hal.Net(cfg["wifi"])
     run = _streams(app, cat, cfg, pol, gate)
-    # Names for the console's "rel" lines (what leaves the device, said in words).
+    # Names for the console's "rel" lines (what leaves the device, said in words): the
+    # records the running streams can make.
+    ids = []
+    for r in run:
+        e = cat.stream(r[0])
+        ids.append(e[cat.S_RECORD])
+        for _, t in e[cat.S_RELEASES]:
+            ids.append(t)
+    names = {}
+    for rid, n in cat.RECORDS:
+        if rid in ids:
+            names[rid] = n
     return (wdt, wdt_ms, cfg["ntp_retry_s"] * 1000, cat.fault_bit("clock-unset"), ident, rng,
-            gate, uplink, net, dict(cat.RECORDS), dict(cat.STATUS), run)
+            gate, uplink, net, names, dict(cat.STATUS), run)
 
 
 def _make_uplink(ident, cfg):
@@ -84,7 +95,8 @@ def _streams(app, cat, cfg, pol, gate):
             continue
         ctx.cfg = None
         ctx.policy = None
-        length = gate.window_s(name, _BENCH_WINDOW_S) if gate else _BENCH_WINDOW_S
+        s = pol.streams.get(name) if pol is not None else None
+        length = s["window_s"] if s is not None else _BENCH_WINDOW_S
         run.append([name, stream, -1, length])
     return run
 
