@@ -23,6 +23,7 @@ from benchmarks.accuracy import people_accuracy
 from benchmarks.emulator_days import emulator_day
 from benchmarks.host_tools import deploy_times, provision_times
 from benchmarks.receiver import receiver_throughput
+from benchmarks.senses import noise_cost
 from benchmarks.timing import (
     bme280_inversion,
     cli_startup,
@@ -127,6 +128,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "cli_startup": cli_startup,
     "fleet_residential": fleet_residential,
     "demo_time": demo_time,
+    "noise_cost": noise_cost,
 }
 
 

@@ -36,6 +36,16 @@ _EIO = const(5)
 _ETIMEDOUT = const(110)
 
 _FACTOR = (0, 1, 2, 4, 8, 16)
+ADDRESS = const(0x76)
+
+
+def probe(i2c, address=ADDRESS):
+    """Why a BME280 does not work: "chip id" (something answers, not a BME280), "no answer"."""
+    try:
+        i2c.readfrom_mem(address, _REG_CHIP_ID, 1)
+        return "chip id"
+    except OSError:
+        return "no answer"
 
 
 class BME280:
@@ -45,7 +55,7 @@ class BME280:
     x1..x16). Temperature cannot be skipped: the other two need it. A skipped value reads None.
     """
 
-    def __init__(self, i2c, address=0x76, osrs_t=1, osrs_p=1, osrs_h=1):
+    def __init__(self, i2c, address=ADDRESS, osrs_t=1, osrs_p=1, osrs_h=1):
         if not (1 <= osrs_t <= 5 and 0 <= osrs_p <= 5 and 0 <= osrs_h <= 5):
             raise ValueError("osrs")
         self.i2c = i2c

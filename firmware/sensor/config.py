@@ -4,7 +4,11 @@
 # running whatever still makes sense and never enters a crash loop over a typo.
 # The host (atsource/devconfig.py) loads this very file under CPython and refuses a config with
 # any problem before provisioning, so both sides give the same reasons from one table.
+# Each stream's settings (a "sensors" switch and its own section) come from the stream
+# catalogue (sensor/catalogue.py); the rest is the device's own.
 import json
+
+from sensor import catalogue as cat
 
 DEFAULTS = {
     "v": 1,
@@ -14,10 +18,7 @@ DEFAULTS = {
     "uplink": {"transport": "hostlink", "url": "", "topic": "atsource/up", "client_id": "",
                "keepalive": 60, "ca": ""},
     "counter_reserve": 64,
-    "sensors": {"env": True, "doorway": True, "pir": True, "ble": True},
-    "env": {"sample_s": 30, "osrs": 1},
-    "ble": {"duty_pct": 30, "rssi_floor": -89},
-    "doorway": {"body_milli": 4000, "gap_milli": 3000, "debounce_ms": 20},
+    "sensors": {},
     "outbox_frames": 2000,
     "watchdog_ms": 30000,
     "ntp_retry_s": 60,
@@ -32,14 +33,17 @@ _RULES = {
     "uplink.keepalive": (int, 10, 3600),
     "watchdog_ms": (int, 0, 600000),  # 0: no watchdog
     "ntp_retry_s": (int, 5, 86400),
-    "env.sample_s": (int, 1, 3600),
-    "env.osrs": (int, 1, 5),
-    "ble.duty_pct": (int, 1, 100),
-    "ble.rssi_floor": (int, -127, 20),
-    "doorway.body_milli": (int, 1000, 20000),
-    "doorway.gap_milli": (int, 500, 20000),
-    "doorway.debounce_ms": (int, 0, 1000),
 }
+for _s in cat.STREAMS:
+    if _s[cat.S_ON] is not None:
+        DEFAULTS["sensors"][_s[cat.S_NAME]] = _s[cat.S_ON]
+    if _s[cat.S_CONFIG]:
+        DEFAULTS[_s[cat.S_NAME]] = {}
+        for _k in _s[cat.S_CONFIG]:
+            DEFAULTS[_s[cat.S_NAME]][_k[0]] = _k[1]
+            _RULES[_s[cat.S_NAME] + "." + _k[0]] = (int, _k[2], _k[3])
+# A deprecated name in "sensors" is read as the stream's (docs/device.md): alias -> stream.
+ALIASES = dict(cat.SENSOR_ALIASES)
 
 # transport -> the URL schemes it accepts (sensor/transport.py, sensor/ipnet.py)
 TRANSPORTS = {"hostlink": (), "mqtt": ("mqtt", "mqtts"), "http": ("http", "https")}
@@ -131,6 +135,10 @@ def check(raw):
                 problems.append("%s: expected an object" % k)
                 continue
             for sk, sv in v.items():
+                if k == "sensors" and sk in ALIASES:
+                    if ALIASES[sk] in v:
+                        continue  # the stream's own name wins over its old one
+                    sk = ALIASES[sk]
                 if sk not in d:
                     problems.append("%s.%s: unknown key" % (k, sk))
                     continue
@@ -171,4 +179,9 @@ def load(path="/config.json", log=print):
     cfg, problems = check(raw)
     for p in problems:
         log("config: %s (ignored)" % p)
+    sensors = raw.get("sensors") if isinstance(raw, dict) else None
+    if isinstance(sensors, dict):
+        for old in sensors:
+            if old in ALIASES:
+                log("config: sensors.%s is deprecated, read as sensors.%s" % (old, ALIASES[old]))
     return cfg

@@ -72,6 +72,27 @@ class Board:
     def led(self):
         return machine.Pin(self.pins["led"], machine.Pin.OUT, value=0)
 
+    def i2s_mic(self, ibuf):
+        """The I2S microphone's bus, started: RX, 32-bit slots, mono, 16 kHz (docs/sensors.md)."""
+        c = self.pins["mic"]
+        return machine.I2S(
+            c["id"], sck=machine.Pin(c["sck"]), ws=machine.Pin(c["ws"]),
+            sd=machine.Pin(c["sd"]), mode=machine.I2S.RX, bits=32, format=machine.I2S.MONO,
+            rate=16000, ibuf=ibuf,
+        )
+
+    def uart(self, name, baudrate, timeout_ms):
+        """The UART wired to ``name`` (e.g. "pm": the particulate sensor), 8N1."""
+        c = self.pins[name]
+        return machine.UART(
+            c["id"], baudrate=baudrate, tx=machine.Pin(c["tx"]), rx=machine.Pin(c["rx"]),
+            bits=8, parity=None, stop=1, timeout=timeout_ms,
+        )
+
+    def output(self, name, value):
+        """An output pin named in the board definition, driven to ``value``."""
+        return machine.Pin(self.pins[name], machine.Pin.OUT, value=value)
+
 
 # Records and windows carry Unix time on every port. The ports count time() from different
 # epochs: esp32 from 2000-01-01 (MicroPython's default), rp2 from 1970-01-01

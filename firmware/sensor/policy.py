@@ -1,36 +1,25 @@
 # The privacy policy in force (docs/privacy.md): validation and the canonical hash.
 #
-# The host (host_tools/atsource/policy.py) applies the same rules with the same reason texts
-# and must compute the same hash; tests cross-check both. Here a bad stream is refused on its
-# own (the rest keep running); a fault outside `streams` refuses every stream, because the
-# budget, operator or retention the streams would run under is not known.
+# The one validator: table-driven from the stream catalogue (sensor/catalogue.py), and the
+# host runs this very file (host_tools/atsource/policy.py is a shim over it), so both give the
+# same reasons. Here a bad stream is refused on its own (the rest keep running); a fault
+# outside `streams` refuses every stream, because the budget, operator or retention the
+# streams would run under is not known. The host refuses a policy with any reason at all.
 import hashlib
 import json
 import os
 
 from micropython import const
 
+from sensor import catalogue as cat
+
 PATH = "/policy.json"
 VERSION = const(1)
 DAY_S = const(86400)
 URL_MAX = const(200)
 
-STREAMS = ("env", "doorway", "motion", "ble", "health")
-PEOPLE = ("doorway", "motion", "ble")
-_RELEASE = {
-    "env": ("mean", "min", "max", "samples"),
-    "doorway": ("in", "out"),
-    "motion": ("count",),
-    "ble": ("distinct",),
-    "health": ("uptime", "resets", "heap", "errors", "faults", "queue"),
-}
-_KEYS = {
-    "env": ("window_s", "release", "resolution"),
-    "doorway": ("window_s", "release", "k", "noise", "crossings_per_person"),
-    "motion": ("window_s", "release", "k", "noise", "events_per_person"),
-    "ble": ("window_s", "release", "k", "noise", "rssi_floor", "sketch_bits", "rotation_s"),
-    "health": ("window_s", "release"),
-}
+STREAMS = cat.names()
+PEOPLE = cat.people()
 _TOP = (
     "policy",
     "name",
@@ -66,7 +55,7 @@ class PolicyError(Exception):
 # faults... nothing about people), so the operator can see the fault and fix the file.
 FAILSAFE_HEALTH = {
     "window_s": 900,
-    "release": ["uptime", "resets", "heap", "errors", "faults", "queue"],
+    "release": [r[0] for r in cat.stream("health")[cat.S_RELEASES]],
 }
 NO_POLICY = b"\x00" * 32  # the hash a fail-closed device names in its records (00000000)
 # A policy in force is a few KB at most; reading a larger file could exhaust the heap.
@@ -296,15 +285,9 @@ def _release(errs, s, path, allowed):
 
 
 def person_bound(name, s):
-    """The most one person adds to one window (as sensor.gate.bound), None if not valid."""
-    if name == "ble":
-        w = s.get("window_s")
-        r = s.get("rotation_s")
-        if not _isint(w) or not _isint(r) or r < 1:
-            return None
-        return -(-w // r) + 1
-    v = s.get("crossings_per_person" if name == "doorway" else "events_per_person")
-    return v if _isint(v) else None
+    """The most one person adds to one window (as sensor.gate), None if not valid."""
+    w = s.get("window_s")
+    return cat.bound(name, s, w if _isint(w) else None)
 
 
 def planned(name, s):
@@ -321,65 +304,77 @@ def planned(name, s):
     return DAY_S // w * e
 
 
+def release_names(name):
+    return tuple(r[0] for r in cat.stream(name)[cat.S_RELEASES])
+
+
 def check_stream(name, s, budget=None, exhaust=False):
     """Reasons to refuse stream `name` (empty: valid). budget: the daily cap, None if unknown."""
     path = "streams." + name
-    if name not in _RELEASE:
+    if name not in STREAMS:
         return [path + ": unknown stream (known: " + ", ".join(STREAMS) + ")"]
+    entry = cat.stream(name)
     if not isinstance(s, dict):
         return [path + ": must be an object"]
     path += "."
     errs = []
-    b = None
     w = _int(errs, s, "window_s", path, 60, DAY_S)
     if w is not None and DAY_S % w:
         errs.append(path + "window_s: must divide 86400 (whole windows per day)")
         w = None
-    _release(errs, s, path, _RELEASE[name])
-    if name == "env":
-        r = _obj(errs, s, "resolution", path)
-        if r is not None:
-            rp = path + "resolution."
-            _int(errs, r, "temp_centi", rp, 1, 10000)
-            _int(errs, r, "rh_centi", rp, 1, 10000)
-            _int(errs, r, "pressure_pa", rp, 1, 100000)
-            _unknown(errs, r, ("temp_centi", "rh_centi", "pressure_pa"), rp)
-    elif name in PEOPLE:
-        _int(errs, s, "k", path, 2, 1000)
-        n = _obj(errs, s, "noise", path)
-        eps = None
-        if n is not None:
-            np_ = path + "noise."
-            if "mechanism" not in n:
-                errs.append(np_ + "mechanism: missing")
-            elif n["mechanism"] != "geometric":
-                errs.append(np_ + 'mechanism: must be "geometric"')
-            eps = _int(errs, n, "epsilon_milli", np_, 1, 10000)
-            _unknown(errs, n, ("mechanism", "epsilon_milli"), np_)
-        if name == "ble":
-            _int(errs, s, "rssi_floor", path, -120, 0)
-            bits = _int(errs, s, "sketch_bits", path, 256, 65536)
-            if bits is not None and bits & (bits - 1):
-                errs.append(path + "sketch_bits: must be a power of two from 256 to 65536")
-            if _int(errs, s, "rotation_s", path, 10, DAY_S) is not None and w is not None:
-                b = person_bound(name, s)
-        elif name == "doorway":
-            b = _int(errs, s, "crossings_per_person", path, 1, 1000)
+    _release(errs, s, path, release_names(name))
+    known = ["window_s", "release"]
+    eps = None
+    got = {}
+    for f in entry[cat.S_FIELDS]:
+        key = f[0]
+        t = f[1]
+        known.append(key)
+        if t == cat.T_NOISE:
+            eps = _noise(errs, s, path)
+        elif t == cat.T_RES:
+            r = _obj(errs, s, key, path)
+            if r is not None:
+                rp = path + key + "."
+                for sub in f[2]:
+                    _int(errs, r, sub[0], rp, sub[1], sub[2])
+                _unknown(errs, r, [sub[0] for sub in f[2]], rp)
         else:
-            b = _int(errs, s, "events_per_person", path, 1, 1000)
-        if eps is not None and budget is not None and eps > budget:
-            errs.append(
-                "%snoise.epsilon_milli: %d exceeds budget.epsilon_milli_per_day %d"
-                % (path, eps, budget)
-            )
-        if eps is not None and b is not None and b * 1000 > eps * MAX_SCALE:
-            errs.append(
-                "%snoise.epsilon_milli: one person's bound %d at epsilon %d/1000 needs noise "
-                "of scale %d, over the device's limit of %d"
-                % (path, b, eps, b * 1000 // eps, MAX_SCALE)
-            )
-    _unknown(errs, s, _KEYS[name], path)
+            v = _int(errs, s, key, path, f[2], f[3])
+            if v is not None and t == cat.T_POW2 and v & (v - 1):
+                errs.append("%s%s: must be a power of two from %d to %d" % (path, key, f[2], f[3]))
+                v = None
+            got[key] = v
+    bf = entry[cat.S_BOUND]
+    b = cat.bound(name, s, w) if bf and got.get(bf) is not None else None
+    if eps is not None and budget is not None and eps > budget:
+        errs.append(
+            "%snoise.epsilon_milli: %d exceeds budget.epsilon_milli_per_day %d"
+            % (path, eps, budget)
+        )
+    if eps is not None and b is not None and b * 1000 > eps * MAX_SCALE:
+        errs.append(
+            "%snoise.epsilon_milli: one person's bound %d at epsilon %d/1000 needs noise "
+            "of scale %d, over the device's limit of %d"
+            % (path, b, eps, b * 1000 // eps, MAX_SCALE)
+        )
+    _unknown(errs, s, known, path)
     return errs
+
+
+def _noise(errs, s, path):
+    # {"mechanism": "geometric", "epsilon_milli": 1..10000}: epsilon_milli, None if invalid
+    n = _obj(errs, s, "noise", path)
+    if n is None:
+        return None
+    np_ = path + "noise."
+    if "mechanism" not in n:
+        errs.append(np_ + "mechanism: missing")
+    elif n["mechanism"] != "geometric":
+        errs.append(np_ + 'mechanism: must be "geometric"')
+    eps = _int(errs, n, "epsilon_milli", np_, 1, 10000)
+    _unknown(errs, n, ("mechanism", "epsilon_milli"), np_)
+    return eps
 
 
 def _check_budget(errs, st, budget, exhaust):
@@ -510,6 +505,47 @@ def reasons(d):
     for name in names:
         g.extend(per[name])
     return g + tail
+
+
+def plans(streams):
+    """What the gate needs of each valid stream in `streams` (sensor/gate.py), by name:
+    (record id, (position in the stream's values, record key, rounding step, ...)) for a
+    stream of values; ((position, record id, ...), k, epsilon_milli, person bound, sketch bits)
+    for a stream about people: flat tuples, the smallest in RAM. Made at boot from the
+    catalogue, so neither the catalogue nor this code stays in RAM."""
+    out = {}
+    for name in streams:
+        s = streams[name]
+        e = cat.stream(name)
+        rel = s["release"]
+        i = 0
+        if not e[cat.S_PEOPLE]:
+            res = {}
+            for f in e[cat.S_FIELDS]:
+                if f[1] == cat.T_RES:
+                    for sub in f[2]:
+                        for k in sub[3]:
+                            res[k] = s[f[0]][sub[0]]
+            steps = []
+            for r, keys in e[cat.S_RELEASES]:
+                for k in keys:
+                    if r in rel:
+                        steps.extend((i, k, res.get(k, 1)))
+                    i += 1
+            out[name] = (e[cat.S_RECORD], tuple(steps))
+            continue
+        ids = []
+        for r, rid in e[cat.S_RELEASES]:
+            if r in rel:
+                ids.extend((i, rid))
+            i += 1
+        m = 0  # a stream whose fields size a sketch counts its set bits (ble)
+        for f in e[cat.S_FIELDS]:
+            if f[0] == "sketch_bits":
+                m = s[f[0]]
+        b = cat.bound(name, s, s["window_s"])
+        out[name] = (tuple(ids), s["k"], s["noise"]["epsilon_milli"], b, m)
+    return out
 
 
 def load(path=PATH, log=print):

@@ -4,13 +4,11 @@
 # The frame holds no secret: it is what the device would send on its uplink.
 import hashlib
 
-from micropython import const
-
 from sensor import cbor, hal, identity
+from sensor.catalogue import K_LENGTH, K_POLICY, K_START, K_STREAM, R_SELFTEST
 from sensor.counter import Counter
 from sensor.sealer import Sealer, pad
 
-STREAM_SELFTEST = const(15)
 POLICY_PATH = "/policy.json"
 
 
@@ -35,7 +33,7 @@ def frame():
     ident = identity.load()
     if ident is None:
         raise ValueError("not provisioned")
-    record = {0: hal.epoch(), 1: 0, 2: policy_hash4(), 7: STREAM_SELFTEST}
+    record = {K_START: hal.epoch(), K_LENGTH: 0, K_POLICY: policy_hash4(), K_STREAM: R_SELFTEST}
     sealer = Sealer(ident.kid, ident.key, ident.iv, Counter())
     return sealer.seal(pad(cbor.dumps(record)))
 

@@ -20,19 +20,24 @@ matplotlib.use("Agg")
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
-BELOW_K, EXHAUSTED = 1, 2
+from .record import FIELDS, KEY, STATUS_CODE, STREAM_ID  # noqa: E402  (the catalogue's)
+
+BELOW_K, EXHAUSTED = STATUS_CODE["below-k"], STATUS_CODE["budget-exhausted"]
+K_START, K_STREAM, K_COUNT = KEY["window_start"], KEY["stream"], KEY["count"]
+K_STATUS, K_EPSILON = KEY["count_status"], KEY["noise_epsilon"]
+ENV_ID = STREAM_ID["env"]
 # (stream id, ground-truth column, label): the people streams, as the gate releases them.
 PEOPLE = (
-    (2, "crossings_in", "doorway: people going in"),
-    (3, "crossings_out", "doorway: people going out"),
-    (4, "pir_triggers", "movement (PIR triggers)"),
-    (5, "addresses_distinct", "phones nearby (distinct BLE addresses)"),
+    (STREAM_ID["door_in"], "crossings_in", "doorway: people going in"),
+    (STREAM_ID["door_out"], "crossings_out", "doorway: people going out"),
+    (STREAM_ID["motion"], "pir_triggers", "movement (PIR triggers)"),
+    (STREAM_ID["ble"], "addresses_distinct", "phones nearby (distinct BLE addresses)"),
 )
 # (record key, ground-truth column, its divisor to the plotted unit, label)
 ENV = (
-    (3, "temp_mean_c", 1, "temperature (°C)"),
-    (4, "rh_mean", 1, "relative humidity (%)"),
-    (5, "pressure_mean_pa", 100, "air pressure (hPa)"),
+    (KEY["temperature_mean_c"], "temp_mean_c", 1, "temperature (°C)"),
+    (KEY["humidity_mean_pct"], "rh_mean", 1, "relative humidity (%)"),
+    (KEY["pressure_mean_hpa"], "pressure_mean_pa", 100, "air pressure (hPa)"),
 )
 
 
@@ -45,7 +50,7 @@ def _t(epoch: int) -> datetime:
 
 
 def _stream(recs: list[dict[int, Any]], sid: int) -> list[dict[int, Any]]:
-    return sorted((r for r in recs if r.get(7) == sid), key=lambda r: r[0])
+    return sorted((r for r in recs if r.get(K_STREAM) == sid), key=lambda r: r[K_START])
 
 
 def _truth(world: Any, window_s: int) -> dict[int, dict[str, Any]]:
@@ -101,13 +106,14 @@ def _plot_env(out: Path, devices: dict[str, Any]) -> Path:
         color = f"C{i}"
         truth = _truth(d.world, 900)
         xs = sorted(truth)
-        env = _stream(d.records, 1)
+        env = _stream(d.records, ENV_ID)
         for ax, (key, col, tdiv, label) in zip(axes, ENV, strict=True):
-            # Records carry 0.01 degC, 0.01 %RH and Pa: /100 gives degC, % and hPa.
+            # The catalogue's scale turns the record's integers into degC, % and hPa.
             ax.plot([_t(s + 450) for s in xs], [truth[s][col] / tdiv for s in xs], color=color,
                     lw=1, alpha=0.5)  # fmt: skip
             rel = [r for r in env if key in r]
-            ax.plot([_t(r[0] + 450) for r in rel], [r[key] / 100 for r in rel], ".",
+            scale = FIELDS[key].scale
+            ax.plot([_t(r[K_START] + 450) for r in rel], [r[key] / scale for r in rel], ".",
                     color=color, ms=3, label=f"{d.member.site} ({d.member.scenario})")  # fmt: skip
             ax.set_ylabel(label, fontsize=8)
     for ax in axes:
@@ -129,18 +135,18 @@ def _plot_people(out: Path, devices: dict[str, Any]) -> Path:
         for col, (sid, key, label) in enumerate(PEOPLE):
             ax = axes[row][col]
             recs = _stream(d.records, sid)
-            xs = [_t(r[0] + 1800) for r in recs]
-            want = [truth.get(r[0], {}).get(key, 0) for r in recs]
-            band = [_noise_halfwidth(int(r.get(17, 0))) for r in recs]
+            xs = [_t(r[K_START] + 1800) for r in recs]
+            want = [truth.get(r[K_START], {}).get(key, 0) for r in recs]
+            band = [_noise_halfwidth(int(r.get(K_EPSILON, 0))) for r in recs]
             ax.bar(xs, want, width=0.035, color="0.82", label="what really happened")
             ax.errorbar(xs, want, yerr=band, fmt="none", ecolor="0.55", elinewidth=0.8,
                         capsize=1.5, label="privacy noise, 90 % range")  # fmt: skip
-            rel = [(x, r) for x, r in zip(xs, recs, strict=True) if 6 in r]
-            ax.plot([x for x, _ in rel], [r[6] for _, r in rel], "o", ms=3.5, color="C0",
+            rel = [(x, r) for x, r in zip(xs, recs, strict=True) if K_COUNT in r]
+            ax.plot([x for x, _ in rel], [r[K_COUNT] for _, r in rel], "o", ms=3.5, color="C0",
                     label="released (noised)")  # fmt: skip
-            sup = [x for x, r in zip(xs, recs, strict=True) if r.get(16) == BELOW_K]
+            sup = [x for x, r in zip(xs, recs, strict=True) if r.get(K_STATUS) == BELOW_K]
             ax.plot(sup, [0] * len(sup), "x", ms=5, color="C3", label="withheld: below k")
-            exh = [x for x, r in zip(xs, recs, strict=True) if r.get(16) == EXHAUSTED]
+            exh = [x for x, r in zip(xs, recs, strict=True) if r.get(K_STATUS) == EXHAUSTED]
             if exh:
                 ax.plot(exh, [0] * len(exh), "s", ms=4, color="C1", label="budget exhausted")
             ax.set_title(f"{d.member.site}: {label}, per hour", fontsize=8)
@@ -165,11 +171,11 @@ def error_split(devices: dict[str, Any]) -> list[dict[str, Any]]:
         for d in devices.values():
             truth = _truth(d.world, 3600)
             for r in _stream(d.records, sid):
-                row = truth.get(r[0])
+                row = truth.get(r[K_START])
                 if 6 not in r or row is None or row["covered_s"] < 3600:
                     continue
-                errs.append(r[6] - row[key])
-                noise_var.append(_noise_var(int(r.get(17, 0))))
+                errs.append(r[K_COUNT] - row[key])
+                noise_var.append(_noise_var(int(r.get(K_EPSILON, 0))))
         if not errs:
             continue
         mse = sum(e * e for e in errs) / len(errs)

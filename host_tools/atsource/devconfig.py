@@ -4,26 +4,18 @@ ignore, with the same reasons. One table, one validator, no copy kept in step by
 
 from __future__ import annotations
 
-import importlib.util
-from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import paths
 from .errors import UserError
 
 
-@cache
 def device_module() -> ModuleType:
-    """firmware/sensor/config.py as a module (it imports only ``json``)."""
-    src = paths.FIRMWARE / "sensor" / "config.py"
-    spec = importlib.util.spec_from_file_location("atsource._device_config", src)
-    if spec is None or spec.loader is None:  # pragma: no cover - the repository is broken
-        raise UserError(f"cannot load the device's config schema from {src}")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """firmware/sensor/config.py as a module (it imports ``json`` and the stream catalogue)."""
+    from . import streams
+
+    return streams.device_module("config")
 
 
 def problems(obj: Any) -> list[str]:

@@ -21,6 +21,7 @@ import qrcode
 import qrcode.constants
 from PIL import Image, ImageDraw, ImageFont
 
+from . import streams
 from .catalogue import DEFAULT as DEFAULT_LANG
 from .catalogue import load as load_catalogue
 from .errors import UserError
@@ -84,7 +85,7 @@ def person_text(policy: dict[str, Any], lang: str = DEFAULT_LANG) -> str:
     t = load_catalogue(lang)
     st = policy["streams"]
     day = t.number(f"{daily_per_person(policy) / 1000:g}")
-    people = [n for n in ("doorway", "motion", "ble") if n in st]
+    people = [n for n in streams.people() if n in st]
     windows = {int(st[n]["window_s"]) for n in people}
     if len(windows) == 1:
         total = sum(int(st[n]["noise"]["epsilon_milli"]) for n in people) / 1000
@@ -114,12 +115,9 @@ def person_text(policy: dict[str, Any], lang: str = DEFAULT_LANG) -> str:
     return text
 
 
-SENSED = ("env", "doorway", "motion", "ble")
-
-
 def sensed(policy: dict[str, Any]) -> list[str]:
     """The collected streams that sense something (health is about the sensor itself)."""
-    return [k for k in SENSED if k in policy["streams"]]
+    return [k for k in streams.sensed() if k in policy["streams"]]
 
 
 def leaves_list(policy: dict[str, Any], lang: str = DEFAULT_LANG) -> list[str]:
@@ -150,7 +148,7 @@ def leaves_list(policy: dict[str, Any], lang: str = DEFAULT_LANG) -> list[str]:
             out.append(t("leaves.env_samples", when=when))
     # People streams with the same window and k read as one sentence.
     groups: dict[tuple[int, int], list[str]] = {}
-    for key in ("doorway", "motion", "ble"):
+    for key in streams.people():
         s = st.get(key)
         if s is None:
             continue
@@ -167,6 +165,11 @@ def leaves_list(policy: dict[str, Any], lang: str = DEFAULT_LANG) -> list[str]:
         day = t.number(f"{daily_per_person(policy) / 1000:g}")
         # "ε = 2.4" stays on one line of the sign.
         out.append(t("leaves.person_total", epsilon=day).replace("ε = ", f"ε{NBSP}={NBSP}"))
+    for key in ("noise", "air"):
+        if key in st:
+            out.append(
+                t(f"leaves.{key}", when=_upper_first(window_phrase(st[key]["window_s"], lang)))
+            )
     if "health" in st:
         out.append(t("leaves.health"))
     return out
@@ -175,7 +178,7 @@ def leaves_list(policy: dict[str, Any], lang: str = DEFAULT_LANG) -> list[str]:
 def never_list(policy: dict[str, Any], lang: str = DEFAULT_LANG) -> list[str]:
     t = load_catalogue(lang)
     st: dict[str, Any] = policy["streams"]
-    out = [t("never.images")]
+    out = [t("never.images_loudness" if "noise" in st else "never.images")]
     if "ble" in st:
         every = window_phrase(st["ble"]["window_s"], lang)
         out.append(t("never.addresses", every=every))
@@ -385,6 +388,13 @@ def pictogram(kind: str, cx: float, cy: float, s: float, color: str) -> list[Sha
         return out
     if kind == "ble":  # the Bluetooth rune
         return [P([(-0.3, -0.3), (0.3, 0.3), (0.0, 0.6), (0.0, -0.6), (0.3, -0.3), (-0.3, 0.3)])]
+    if kind == "noise":  # a level meter's bars, no microphone
+        return [P([(x, 0.6), (x, 0.6 - h)]) for x, h in ((-0.5, 0.4), (-0.17, 0.8), (0.17, 1.2),
+                                                          (0.5, 0.7))]  # fmt: skip
+    if kind == "air":  # drifting particles
+        return [Circle(cx + x * s, cy + y * s, r * s, fill=color)
+                for x, y, r in ((-0.4, -0.3, 0.12), (0.1, -0.45, 0.09), (0.4, 0.05, 0.14),
+                                (-0.15, 0.3, 0.1), (0.3, 0.5, 0.07))]  # fmt: skip
     if kind == "lock":
         return [
             P([(-0.5, 0.0), (0.5, 0.0), (0.5, 0.7), (-0.5, 0.7)], closed=True, fill=color),
@@ -509,7 +519,7 @@ def _layout(
     headline = t("sign.headline")
     add(Text(MARGIN, 160, headline, _fit(headline, 66, inner), PAPER, True))
     sub = (
-        t("sign.no_camera")
+        t("sign.no_camera_loudness" if "noise" in policy["streams"] else "sign.no_camera")
         + " "
         + (t("sign.phones_counted") if "ble" in policy["streams"] else t("sign.no_phones"))
     )
@@ -751,7 +761,7 @@ def _stream_rows(
 ) -> list[tuple[str, str, str, str]]:
     t = load_catalogue(lang)
     rows: list[tuple[str, str, str, str]] = []
-    for key in ("env", "doorway", "motion", "ble", "health"):
+    for key in streams.names():
         s = policy["streams"].get(key)
         if s is None:
             continue
@@ -760,7 +770,7 @@ def _stream_rows(
             prot.append(t("streams.k", k=s["k"]))
         if "noise" in s:
             eps = t.number(f"{s['noise']['epsilon_milli'] / 1000:g}")
-            prot.append(t("streams.noise", bound=person_bound(key, s), epsilon=eps))
+            prot.append(t("streams.dp_noise", bound=person_bound(key, s), epsilon=eps))
         if key == "env":
             r = s["resolution"]
             prot.append(
@@ -817,7 +827,7 @@ def to_html(
     )
     person = (
         f"<p>{e(person_text(policy, lang))}</p>"
-        if any(k in policy["streams"] for k in ("doorway", "motion", "ble"))
+        if any(k in policy["streams"] for k in streams.people())
         else ""
     )
     op_url = f'<br><a href="{e(op["url"])}">{e(op["url"])}</a>' if "url" in op else ""

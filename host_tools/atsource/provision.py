@@ -44,7 +44,6 @@ IDENTITY = "/identity.json"
 CONFIG = "/config.json"
 POLICY = "/policy.json"
 PROVISIONED_FILES = (CONFIG, POLICY, IDENTITY)  # written in this order: identity last
-STREAM_SELFTEST = 15
 DEFAULT_GRACE_S = 7 * 86400
 CONFIG_MAX_BYTES = 64 * 1024  # config.json on a board with a few hundred KB of flash
 _FRAME_RE = re.compile(r"selftest frame=([0-9a-f]+)")
@@ -179,9 +178,11 @@ def verify(
             f"{dev.port}: the board's self-test frame does not open with the registry's key "
             f"({e.reason})"
         ) from None
-    if opened.record.get(7) != STREAM_SELFTEST:
+    from .record import KEY, STREAM_ID
+
+    if opened.record.get(KEY["stream"]) != STREAM_ID["selftest"]:
         raise DeviceError(f"{dev.port}: the self-test frame is not a self-test record")
-    if opened.record.get(2) != hash4:
+    if opened.record.get(KEY["policy_hash"]) != hash4:
         raise DeviceError(f"{dev.port}: the board reports a different policy hash than written")
     return opened, len(data)
 

@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
+from .record import STREAM_ID
+
 if TYPE_CHECKING:
     from .device import Device
     from .emulator.api import ServedBoard
@@ -55,8 +57,8 @@ CONSOLE_TAIL = 400  # console lines attached to a failed test's report
 REAL_MARGIN_S = 10.0  # real boards: wall seconds allowed beyond the board time waited for
 
 BOOT_RE = r"atsource: (\S+) boot (\d+) \((.+)\)"
-STREAMS = {"env": 1, "door_in": 2, "door_out": 3, "motion": 4, "ble": 5, "health": 6}
-STREAM_SELFTEST = 15
+STREAMS = STREAM_ID  # record stream name -> id (key 7), from the stream catalogue
+STREAM_SELFTEST = STREAM_ID["selftest"]
 
 _SKIP_NO_BOARD = (
     f"no board to test: pass --board PORT or --board emulated:BOARD (${ENV_BOARDS} is set to none)"

@@ -3,7 +3,8 @@
 A record is a CBOR map with small integer keys and scaled integer values. ``FIELDS`` names each
 key and says how to turn its integer into a value in a unit a person reads; ``describe`` does
 that for one record, for export and display. Keys are global (a key means the same thing in
-every stream), so the schema is one table.
+every stream), so the schema is one table: the stream catalogue's ``KEYS``
+(firmware/sensor/catalogue.py), which the device reads too.
 
 ``describe`` never raises: a record comes from a device that holds a valid key, but a wrong or
 newer firmware may still send a key we do not know or a value of an unexpected type. Such keys
@@ -16,32 +17,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-STREAMS: dict[int, str] = {
-    1: "env",
-    2: "door_in",
-    3: "door_out",
-    4: "motion",
-    5: "ble",
-    6: "health",
-    15: "selftest",
-}
+from . import streams as _streams
 
+_CAT = _streams.catalogue()
+
+# The vocabulary is the stream catalogue's (firmware/sensor/catalogue.py), in host shapes.
+STREAMS: dict[int, str] = _streams.enum_names(_CAT.K_STREAM)
 # Key 16: why a count stream released no value.
-COUNT_STATUS: dict[int, str] = {1: "below-k", 2: "budget-exhausted", 3: "unavailable"}
-
+COUNT_STATUS: dict[int, str] = _streams.enum_names(_CAT.K_STATUS)
 # Key 22: the cause of the last reset.
-RESET_CAUSES: dict[int, str] = {0: "power", 1: "watchdog", 2: "reset", 3: "deep-sleep", 4: "other"}
-
+RESET_CAUSES: dict[int, str] = _streams.enum_names(22)
 # Key 25: health fault bits (bit number -> name).
-FAULTS: dict[int, str] = {
-    0: "env-missing",
-    1: "env-chip-id",
-    2: "env-out-of-range",
-    3: "env-stuck",
-    4: "ble-off",
-    5: "clock-unset",
-    6: "stream-refused",
-}
+FAULTS: dict[int, str] = _streams.enum_names(25)
 
 
 @dataclass(frozen=True)
@@ -57,41 +44,23 @@ class Field:
     names: dict[int, str] | None = None
 
 
-_FIELD_LIST = (
-    Field(0, "window_start", "time", "UTC"),
-    Field(1, "window_length_s", "uint", "s"),
-    Field(2, "policy_hash", "bytes", "hex"),
-    Field(7, "stream", "enum", names=STREAMS),
-    # environment (stream 1)
-    Field(3, "temperature_mean_c", "int", "degC", 100),
-    Field(10, "temperature_min_c", "int", "degC", 100),
-    Field(11, "temperature_max_c", "int", "degC", 100),
-    Field(4, "humidity_mean_pct", "uint", "%RH", 100),
-    Field(12, "humidity_min_pct", "uint", "%RH", 100),
-    Field(13, "humidity_max_pct", "uint", "%RH", 100),
-    Field(5, "pressure_mean_hpa", "uint", "hPa", 100),
-    Field(14, "pressure_min_hpa", "uint", "hPa", 100),
-    Field(15, "pressure_max_hpa", "uint", "hPa", 100),
-    Field(8, "samples", "uint"),
-    Field(9, "samples_lost", "uint"),
-    # counts (streams 2 to 5)
-    Field(6, "count", "uint"),
-    Field(16, "count_status", "enum", names=COUNT_STATUS),
-    Field(17, "noise_epsilon", "uint", "", 1000),
-    # health (stream 6)
-    Field(20, "uptime_s", "uint", "s"),
-    Field(21, "boots", "uint"),
-    Field(22, "reset_cause", "enum", names=RESET_CAUSES),
-    Field(23, "free_heap_bytes", "uint", "B"),
-    Field(24, "sensor_errors", "uint"),
-    Field(25, "faults", "bits", names=FAULTS),
-    Field(26, "outbox_depth", "uint"),
-    Field(27, "frames_dropped_total", "uint"),
-    # reserved for the health record: the firmware's version string, once firmware sends it
-    Field(28, "firmware_version", "text"),
+_FIELD_LIST = tuple(
+    Field(
+        int(key),
+        str(name),
+        str(kind),
+        str(unit),
+        int(scale),
+        _streams.enum_names(key) if key in _CAT.NAMES else None,
+    )
+    for key, name, kind, unit, scale in _CAT.KEYS
 )
 
 FIELDS: dict[int, Field] = {f.key: f for f in _FIELD_LIST}
+# Record key by its name, stream id by its name: so code names keys, never numbers.
+KEY: dict[str, int] = {f.name: f.key for f in _FIELD_LIST}
+STREAM_ID: dict[str, int] = {v: k for k, v in STREAMS.items()}
+STATUS_CODE: dict[str, int] = {v: k for k, v in COUNT_STATUS.items()}
 
 # Column order for exports: the fields in schema order, then anything unknown as "extra".
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in _FIELD_LIST)

@@ -51,12 +51,13 @@ print("done")
 def _flash(
     board: str, flash: Path, tmp: Path, pol: dict[str, Any], raw: bytes | None = None
 ) -> None:
-    # Only the module under test is installed (as .mpy, as deployed), so this test does not
-    # depend on the rest of the firmware.
+    # Only the module under test and the catalogue it reads are installed (as .mpy, as
+    # deployed), so this test does not depend on the rest of the firmware.
     fw = tmp / "fw"
     (fw / "sensor").mkdir(parents=True)
     (fw / "sensor" / "__init__.py").write_text("")
-    shutil.copy(paths.FIRMWARE / "sensor" / "policy.py", fw / "sensor" / "policy.py")
+    for name in ("policy.py", "catalogue.py"):
+        shutil.copy(paths.FIRMWARE / "sensor" / name, fw / "sensor" / name)
     install(build(load_board(board), fw), flash)
     assert (flash / "sensor" / "policy.mpy").exists() and not (
         flash / "sensor" / "policy.py"

@@ -35,7 +35,6 @@ STREAMS: dict[str, dict[str, Any]] = {
             "sketch_bits": 8192, "rssi_floor": -89,
             "noise": {"mechanism": "geometric", "epsilon_milli": EPS_MILLI}},
 }  # fmt: skip
-IDS = {"motion": (gate.S_MOTION,), "doorway": (gate.S_DOOR_IN, gate.S_DOOR_OUT), "ble": (5,)}
 # Neighbouring true counts (c, c + bound) at and around k.
 PAIRS = [(K - 2 * BOUND, K - BOUND), (K - BOUND, K), (K - 1, K - 1 + BOUND), (K, K + BOUND)]
 
@@ -69,15 +68,15 @@ def build(name: str, old: str, new: str) -> types.ModuleType:
 
 def true_count_gate() -> types.ModuleType:
     # Withholds when the TRUE count is below k (the firmware before issue 13).
-    return build("gate_true_k", "if noisy < k:", "if values[i] < k or noisy < k:")
+    return build("gate_true_k", "if noisy < k:", "if values[ids[2 * j]] < k or noisy < k:")
 
 
 def unbounded_gate() -> types.ModuleType:
     # Noise for one event per person, whatever the policy's bound says.
     return build(
         "gate_no_bound",
-        'self._alpha[name] = alpha32(n["epsilon_milli"], b)',
-        'self._alpha[name] = alpha32(n["epsilon_milli"], 1)',
+        "alpha32(eps, b)",
+        "alpha32(eps, 1)",
     )
 
 
@@ -91,7 +90,7 @@ def sample(mod: types.ModuleType, name: str, count: int, n: int, seed: int) -> l
         values = (count, 5) if name == "doorway" else (count,)
         out = []
         for i in range(n):
-            recs = g.counts(name, 3600 * i, 3600, values, IDS[name])
+            recs = g.release(name, 3600 * i, 3600, values)
             # What leaves: a value or "withheld"; for the doorway, the "in" record (the one
             # the neighbour changes).
             out.append(recs[0].get(6, "W"))
@@ -160,6 +159,7 @@ def test_a_phone_rotating_every_150_s_all_day_stays_within_the_stated_daily_budg
     import math
 
     from atsource import policy as host
+    from sensor.policy import person_bound
     from sensor.presence import Presence
 
     pol = host.load_policy(host.DEFAULT)
@@ -174,7 +174,7 @@ def test_a_phone_rotating_every_150_s_all_day_stays_within_the_stated_daily_budg
 
     def loss(name: str, contribution: int) -> float:
         # The geometric mechanism's privacy loss for a change of `contribution` units.
-        return contribution * math.log(2**32 / g._alpha[name])
+        return contribution * math.log(2**32 / g._plan[name][3])
 
     # Both sketches of a window must share its secret: the generator's urandom part is fixed.
     monkeypatch.setattr(os, "urandom", lambda n: bytes(n))
@@ -194,7 +194,7 @@ def test_a_phone_rotating_every_150_s_all_day_stays_within_the_stated_daily_budg
             for a in addrs:
                 with_phone.on_advert(1, (a + 1000).to_bytes(6, "big"), -60, b"")
             extra_bits = with_phone.ones() - without.ones()
-            assert extra_bits <= len(addrs) <= gate.bound("ble", st["ble"]) == 25
+            assert extra_bits <= len(addrs) <= person_bound("ble", st["ble"]) == 25
             most = max(most, len(addrs))
             day += loss("ble", extra_bits)
             day += loss("doorway", st["doorway"]["crossings_per_person"])

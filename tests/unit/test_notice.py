@@ -273,3 +273,18 @@ def test_cli_notice_for_a_registered_device(
     assert r.exit_code == 2 and "no registry" in r.output and not (tmp_path / "none.db").exists()
     r = CliRunner().invoke(main, ["notice", "not-a-thing"])
     assert r.exit_code == 2 and "neither a policy file nor a device" in r.output
+
+
+def test_a_sign_with_noise_and_air_says_loudness_never_sound(tmp_path: Path) -> None:
+    p = copy.deepcopy(DEFAULT)
+    p["streams"]["noise"] = {"window_s": 900, "release": ["laeq", "lamin", "lamax"]}
+    p["streams"]["air"] = {"window_s": 3600, "release": ["mean", "max", "samples"]}
+    assert pol.validate(p) == []
+    t = _sign_texts(notice.layout(p))
+    assert "It measures loudness, it never records sound." in t and "No microphone" not in t
+    assert "the microphone measures loudness only" in t and "Loudness" in t
+    assert "Fine dust" in t and "fine dust in the air (PM1, PM2.5, PM10" in t
+    page = notice.to_html(p, notice.layout(p))
+    assert "Loudness (sound level meter, A-weighted)" in page and "laeq, lamin, lamax" in page
+    for lang in ("de", "fr", "es"):  # every language has the words
+        assert notice.layout(p, lang=lang).shapes

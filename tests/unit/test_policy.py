@@ -45,7 +45,7 @@ TEXT = "must be a non-empty string of at most {} characters"
 LIST = "must be a non-empty list of distinct values from: "
 ENV_REL = LIST + "mean, min, max, samples"
 HEALTH_REL = LIST + "uptime, resets, heap, errors, faults, queue"
-KNOWN = "unknown stream (known: env, doorway, motion, ble, health)"
+KNOWN = "unknown stream (known: env, doorway, motion, ble, noise, air, health)"
 OVER = "over the budget 2400 (or set budget.allow_exhaustion)"
 PLAN = "budget.epsilon_milli_per_day: the people streams plan {} a day per person ({}), " + OVER
 

@@ -1,5 +1,7 @@
-"""The device's policy module (firmware/sensor/policy.py) under CPython agrees with the host:
-same canonical bytes and hash, same reasons; it refuses bad streams and keeps the good ones."""
+"""The device's policy module (firmware/sensor/policy.py) under CPython: its own canonical
+writer gives json.dumps's bytes (the host's hash); loading a file refuses exactly the streams
+the validator finds fault with (there is one validator: tests/unit/test_stream_catalogue.py)
+and keeps the good ones."""
 
 from __future__ import annotations
 
@@ -58,7 +60,7 @@ def valid_policies(draw: st.DrawFn) -> dict[str, Any]:
     p["purpose"] = draw(st.text(st.characters(exclude_categories=("Cs",)), max_size=60)) + "x"
     p["budget"] = {"epsilon_milli_per_day": 100000, "allow_exhaustion": draw(st.booleans())}
     streams: dict[str, Any] = {}
-    for name in draw(st.sets(st.sampled_from(host.STREAMS))):
+    for name in draw(st.sets(st.sampled_from(sorted(DEFAULT["streams"])))):
         s = copy.deepcopy(DEFAULT["streams"][name])
         s["window_s"] = draw(_windows)
         s["release"] = draw(st.lists(st.sampled_from(host.RELEASE[name]), min_size=1, unique=True))
@@ -152,10 +154,8 @@ def _has_float(v: Any) -> bool:
     max_examples=400,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-def test_device_and_host_give_the_same_reasons(tmp_path: Path, p: dict[str, Any]) -> None:
+def test_load_refuses_what_the_validator_says(tmp_path: Path, p: dict[str, Any]) -> None:
     reasons = host.validate(p)
-    if not _has_float(p):
-        assert dev.reasons(p) == reasons
     f = tmp_path / "policy.json"
     f.write_text(json.dumps(p))
     version_ok = p.get("policy") == 1 and p.get("policy") is not True
@@ -225,16 +225,17 @@ def test_a_plan_over_the_per_person_budget_fails_closed(tmp_path: Path) -> None:
     assert not dev.load(str(f), log=lines.append).closed
 
 
-def test_the_device_bound_is_the_hosts() -> None:
-    from sensor import gate
-
+def test_the_gate_noises_to_the_validators_bound() -> None:
+    # One formula (sensor/catalogue.py bound): the validator's check of the noise scale and
+    # the gate's noise use the same person bound.
+    plans = dev.plans(DEFAULT["streams"])
     for name in dev.PEOPLE:
         s = DEFAULT["streams"][name]
-        assert gate.bound(name, s) == dev.person_bound(name, s) == host.person_bound(name, s)
+        assert plans[name][3] == dev.person_bound(name, s) == host.person_bound(name, s)
     for w in (60, 900, 3600, 7200, 86400):
         for r in (10, 150, 599, 3600, 86400):
             s = {"window_s": w, "rotation_s": r}
-            assert gate.bound("ble", s) == host.person_bound("ble", s) == -(-w // r) + 1
+            assert dev.person_bound("ble", s) == -(-w // r) + 1
 
 
 def test_a_fault_outside_the_streams_refuses_them_all(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sensor import cbor, config, gate, window
+from sensor import cbor, config, gate, policy, window
 from sensor.presence import Presence, opted_out
 from sensor.rng import Hmac256, Rng
 
@@ -125,7 +125,7 @@ class FakePolicy:
         self.refused: dict[str, str] = {}
 
 
-PEOPLE = {"window_s": 3600, "release": ["count"], "k": 10, "events_per_person": 1,
+PEOPLE = {"window_s": 3600, "release": ["count", "distinct"], "k": 10, "events_per_person": 1,
           "crossings_per_person": 2, "rotation_s": 3600, "sketch_bits": 8192,
           "noise": {"mechanism": "geometric", "epsilon_milli": 100}}  # fmt: skip
 
@@ -136,7 +136,7 @@ def test_released_counts_are_never_below_k(tmp_path: Path, fixed_urandom: None) 
     g = gate.Gate(FakePolicy({"motion": PEOPLE}), Rng(b"g" * 32), gate.Ledger(str(tmp_path / "l")))
     held = 0
     for v in range(200):
-        (r,) = g.counts("motion", 3600 * v, 3600, (v % 10,), (gate.S_MOTION,))
+        (r,) = g.release("motion", 3600 * v, 3600, (v % 10,))
         assert (6 in r) != (16 in r) and r[17] == 100
         if 6 in r:
             assert r[6] >= 10
@@ -160,7 +160,7 @@ def test_withholding_never_reads_the_true_count(tmp_path: Path) -> None:
     for true, noise in ((9, 1), (10, 0), (0, 10), (30, -20), (5, 4), (9, 0)):
         g = gate.Gate(FakePolicy({"motion": PEOPLE}), Fixed(noise), gate.Ledger("/nonexistent/l"))
         g.ledger.spend = lambda *a: True  # type: ignore[method-assign]
-        (r,) = g.counts("motion", 0, 3600, (true,), (gate.S_MOTION,))
+        (r,) = g.release("motion", 0, 3600, (true,))
         assert (r.get(6), r.get(16)) == ((10, None) if true + noise >= 10 else (None, 1))
 
 
@@ -168,7 +168,7 @@ def test_released_counts_are_noised_and_name_the_policy(
     tmp_path: Path, fixed_urandom: None
 ) -> None:
     g = gate.Gate(FakePolicy({"motion": PEOPLE}), Rng(b"g" * 32), gate.Ledger(str(tmp_path / "l")))
-    vals = [g.counts("motion", 3600 * i, 3600, (1000,), (gate.S_MOTION,))[0][6] for i in range(24)]
+    vals = [g.release("motion", 3600 * i, 3600, (1000,))[0][6] for i in range(24)]
     assert len(set(vals)) > 5, "noise is drawn each window"
     assert abs(sum(vals) / 24 - 1000) < 15
 
@@ -180,22 +180,22 @@ def test_budget_ledger_stops_releases_and_survives_a_reboot(
     pol = FakePolicy({"ble": PEOPLE}, budget=250)
     g = gate.Gate(pol, Rng(b"g" * 32), gate.Ledger(path))
     day = 20000 * 86400
-    assert 16 not in g.counts("ble", day, 3600, (500,), (5,))[0]
-    assert 16 not in g.counts("ble", day + 3600, 3600, (500,), (5,))[0]
+    assert 16 not in g.release("ble", day, 3600, (500,))[0]
+    assert 16 not in g.release("ble", day + 3600, 3600, (500,))[0]
     g2 = gate.Gate(pol, Rng(b"g" * 32), gate.Ledger(path))  # a reboot
-    assert g2.counts("ble", day + 7200, 3600, (500,), (5,))[0][16] == gate.EXHAUSTED
+    assert g2.release("ble", day + 7200, 3600, (500,))[0][16] == gate.EXHAUSTED
     assert json.loads(Path(path).read_text())["spent"] == {"ble": 200}
-    assert 16 not in g2.counts("ble", day + 86400, 3600, (500,), (5,))[0], "a new day"
+    assert 16 not in g2.release("ble", day + 86400, 3600, (500,))[0], "a new day"
 
 
 def test_doorway_pair_costs_one_epsilon(tmp_path: Path, fixed_urandom: None) -> None:
     door = dict(PEOPLE, release=["in", "out"])
     g = gate.Gate(FakePolicy({"doorway": door}), Rng(b"g" * 32), gate.Ledger(str(tmp_path / "l")))
-    rs = g.counts("doorway", 0, 3600, (50, 3), (gate.S_DOOR_IN, gate.S_DOOR_OUT))
-    assert [r[7] for r in rs] == [2, 3]
+    rs = g.release("doorway", 0, 3600, (50, 3))
+    assert [r[7] for r in rs] == [2, 3]  # door_in, door_out
     assert g.ledger.spent == {"doorway": 100}
     # Each half carries noise of scale bound / epsilon = 2 / 0.1 (the pair's L1 sensitivity).
-    assert g._alpha["doorway"] == gate.alpha32(100, 2) and g._cap["doorway"] == 40 * 20 + 100
+    assert g._plan["doorway"][3] == gate.alpha32(100, 2) and g._plan["doorway"][4] == 40 * 20 + 100
 
 
 def test_people_streams_share_one_daily_budget_per_person(
@@ -204,10 +204,10 @@ def test_people_streams_share_one_daily_budget_per_person(
     pol = FakePolicy({"motion": PEOPLE, "ble": PEOPLE}, budget=300)
     g = gate.Gate(pol, Rng(b"g" * 32), gate.Ledger(str(tmp_path / "l")))
     day = 20000 * 86400
-    assert 16 not in g.counts("motion", day, 3600, (500,), (4,))[0]
-    assert 16 not in g.counts("ble", day, 3600, (500,), (5,))[0]
-    assert 16 not in g.counts("motion", day + 3600, 3600, (500,), (4,))[0]
-    assert g.counts("ble", day + 3600, 3600, (500,), (5,))[0][16] == gate.EXHAUSTED
+    assert 16 not in g.release("motion", day, 3600, (500,))[0]
+    assert 16 not in g.release("ble", day, 3600, (500,))[0]
+    assert 16 not in g.release("motion", day + 3600, 3600, (500,))[0]
+    assert g.release("ble", day + 3600, 3600, (500,))[0][16] == gate.EXHAUSTED
     assert g.ledger.spent == {"motion": 200, "ble": 100}
 
 
@@ -216,12 +216,12 @@ def test_ble_noise_is_on_sketch_bits_and_scaled_to_the_rotation_bound(
 ) -> None:
     ble = dict(PEOPLE, rotation_s=150)  # an hourly window: 25 addresses a phone at most
     g = gate.Gate(FakePolicy({"ble": ble}), Rng(b"g" * 32), gate.Ledger(str(tmp_path / "l")))
-    assert gate.bound("ble", ble) == 25 and g._alpha["ble"] == gate.alpha32(100, 25)
+    assert policy.person_bound("ble", ble) == 25 and g._plan["ble"][3] == gate.alpha32(100, 25)
     # 2000 set bits of 8192 estimate 2293 addresses: releases centre there, not on 2000
     # (noise std 354 bits, about 1.3 addresses a bit here).
     want = round(-8192 * math.log(1 - 2000 / 8192))
     assert want == 2293
-    vals = [g.counts("ble", 3600 * i, 3600, (2000,), (5,))[0].get(6, 0) for i in range(48)]
+    vals = [g.release("ble", 3600 * i, 3600, (2000,))[0].get(6, 0) for i in range(48)]
     mean = sum(vals) / len(vals)
     assert abs(mean - want) < 4 * 1.3 * 354 / 48**0.5, mean
     assert len(set(vals)) > 40
@@ -234,7 +234,9 @@ def test_environment_is_rounded_to_the_policy_resolution() -> None:
     w = window.EnvWindow()
     for t, p, h in ((2153, 101325, 4520), (2157, 101331, 4561)):
         w.add(t, p, h)
-    r = g.env(900, 900, w, 30)
+    t, h, p = w.t, w.h, w.p
+    values = (t.mean(), h.mean(), p.mean(), t.lo, h.lo, p.lo, t.hi, h.hi, p.hi, t.n, 30 - t.n)
+    (r,) = g.release("env", 900, 900, values)
     assert (r[3], r[4], r[5], r[8], r[9]) == (2160, 4500, 101330, 2, 28)
     assert 10 not in r and 11 not in r, "min and max not released by this policy"
     body = cbor.dumps(r)

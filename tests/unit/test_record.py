@@ -50,7 +50,8 @@ def test_count_and_health_records() -> None:
     assert h["stream"] == "health" and h["reset_cause"] == "watchdog"
     assert h["faults"] == ["env-missing", "ble-off", "stream-refused"]
     assert record.describe({25: 0})["faults"] == []
-    assert record.describe({25: 1 << 9})["faults"] == ["bit9"]
+    assert record.describe({25: 1 << 9})["faults"] == ["air-frame"]
+    assert record.describe({25: 1 << 15})["faults"] == ["bit15"]
     assert record.describe({7: 99, 22: 9})["stream"] == "99"  # unknown enum values: the number
 
 

@@ -1,5 +1,7 @@
 # machine, as MicroPython documents it, for the board named in the boot configuration.
 # Inputs (pin edges, I2C devices) come from the host's world; time from the virtual clock.
+from array import array as _array
+
 import _board as _b
 import _vtime
 
@@ -277,3 +279,165 @@ def enable_irq(state=0):
 
 def time_pulse_us(pin, pulse_level, timeout_us=1000000):
     return -2
+
+
+# I2S, as docs/library/machine.I2S.rst and the ports (ports/esp32/machine_i2s.c,
+# ports/rp2/machine_i2s.c, extmod/machine_i2s.c) define it: blocking readinto() fills the
+# whole buffer, taking the buffer's duration of audio on the virtual clock. Samples come from
+# the world's microphone on the bus (silence, all zeros, when none is wired). Mono: one
+# little-endian sample per slot (the left channel).
+class I2S:
+    RX = 1 if _ESP32 else 0  # ESP-IDF I2S_DIR_RX / the rp2 port's enum
+    TX = 2 if _ESP32 else 1
+    MONO = 0
+    STEREO = 1
+
+    def __init__(self, id, **kw):
+        if id not in (0, 1):
+            raise ValueError("invalid id")
+        self._id = id
+        self._on = False
+        self.init(**kw)
+
+    def init(self, *, sck, ws, sd, mck=None, mode, bits, format, rate, ibuf):
+        sck, ws, sd = _norm(sck), _norm(ws), _norm(sd)
+        if not _ESP32 and ws != sck + 1:
+            raise ValueError("invalid ws (must be sck+1)")
+        if mode not in (I2S.RX, I2S.TX):
+            raise ValueError("invalid mode")
+        if bits not in (16, 32):
+            raise ValueError("invalid bits")
+        if format not in (I2S.MONO, I2S.STEREO):
+            raise ValueError("invalid format")
+        if ibuf <= 0:
+            raise ValueError("invalid ibuf")
+        self._sd = sd
+        self._mode = mode
+        self._bits = bits
+        self._ch = 1 if format == I2S.MONO else 2
+        self._rate = rate
+        self._frames = 0
+        self._on = True
+
+    def deinit(self):
+        self._on = False
+
+    def readinto(self, buf):
+        if not self._on or self._mode != I2S.RX:
+            raise OSError(1)  # EPERM: not an initialised receiver
+        mv = memoryview(buf)
+        if not len(mv):
+            return 0
+        item = len(bytes(mv[:1]))  # the buffer's item size (a board sees only bytes)
+        width = self._bits // 8 * self._ch
+        frames = len(mv) * item // width
+        if frames == 0:
+            return 0
+        # "f": frames clocked since init(): a microphone outputs nothing (zeros) until it
+        # has started; the host sends those as a count, the rest as hex.
+        r = _b.req({"q": "i2s", "id": self._id, "sd": self._sd, "n": frames, "rate": self._rate,
+                    "bits": self._bits, "ch": self._ch, "f": self._frames,
+                    "now": [_b.ms, _b.us]})
+        self._frames += frames
+        data = bytes(r[0] * width) + bytes.fromhex(r[1])
+        if item == 1:
+            mv[:] = data
+        else:  # a typed buffer (array 'i' or 'h') takes an array of its own kind
+            mv[: frames * width // item] = _array("i" if item == 4 else "h", data)
+        t = _b.ms * 1000 + _b.us + frames * 1000000 // self._rate
+        _b.sleep_until(t // 1000, t % 1000)
+        return frames * width
+
+    def irq(self, handler):
+        raise OSError(95)  # EOPNOTSUPP here: the firmware reads blocking
+
+    @staticmethod
+    def shift(*, buf, bits, shift):
+        raise OSError(95)
+
+
+# UART, as docs/library/machine.UART.rst: bytes from the device on the world's side arrive
+# on the virtual clock at the line rate (10 bits per byte at 8N1) into the receive buffer
+# (rxbuf bytes; what overflows it is lost, as on a board); read()/readinto() wait on the
+# virtual clock until the bytes asked for are there or ``timeout`` ms have passed. write()
+# queues its bytes at once (the transmit FIFO) and the device sees them as they go out.
+class UART:
+    def __init__(self, id, baudrate=115200, bits=8, parity=None, stop=1, **kw):
+        if id not in ((0, 1, 2) if _ESP32 else (0, 1)):
+            raise ValueError("UART(%d) doesn't exist" % id)
+        self._id = id
+        self.init(baudrate, bits, parity, stop, **kw)
+
+    def init(self, baudrate=115200, bits=8, parity=None, stop=1, *, tx=None, rx=None,
+             timeout=0, timeout_char=0, rxbuf=256, txbuf=256, **kw):
+        self._timeout = timeout
+        self._cfg = {"baud": baudrate, "bits": bits, "parity": parity, "stop": stop,
+                     "rxbuf": rxbuf}
+        self._rx = _norm(rx) if rx is not None else None
+        _b.req({"q": "uart", "id": self._id, "op": "init", "cfg": self._cfg,
+                "now": [_b.ms, _b.us]})
+
+    def deinit(self):
+        _b.req({"q": "uart", "id": self._id, "op": "deinit", "now": [_b.ms, _b.us]})
+
+    def _take(self, n):
+        return _b.req({"q": "uart", "id": self._id, "op": "r", "n": n, "now": [_b.ms, _b.us]})
+
+    def any(self):
+        _b.cost()
+        return self._take(0)["a"]
+
+    def _read(self, n):
+        out = b""
+        t_end = _b.ms * 1000 + _b.us + self._timeout * 1000
+        while True:
+            r = self._take(n - len(out))
+            out += bytes.fromhex(r["d"])
+            if len(out) >= n:
+                return out
+            now = _b.ms * 1000 + _b.us
+            t = r["t"]  # when the bytes still wanted will be in (or the last that will come)
+            t = t_end if t is None or t > t_end else t
+            if t <= now:
+                return out
+            _b.sleep_until(t // 1000, t % 1000)
+
+    def read(self, nbytes=None):
+        n = nbytes if nbytes is not None else max(1, self.any())
+        out = self._read(n)
+        return out if out else None
+
+    def readinto(self, buf, nbytes=None):
+        mv = memoryview(buf)
+        n = len(mv) if nbytes is None else nbytes
+        if n == 0:
+            return 0
+        out = self._read(n)
+        if not out:
+            return None
+        mv[: len(out)] = out
+        return len(out)
+
+    def readline(self):
+        out = b""
+        while not out.endswith(b"\n"):
+            c = self._read(1)
+            if not c:
+                break
+            out += c
+        return out if out else None
+
+    def write(self, buf):
+        data = bytes(buf)
+        _b.req({"q": "uart", "id": self._id, "op": "w", "d": data.hex(),
+                "now": [_b.ms, _b.us]})
+        return len(data)
+
+    def flush(self):
+        _b.cost()
+
+    def txdone(self):
+        return True
+
+    def sendbreak(self):
+        pass

@@ -1,4 +1,5 @@
-"""The world of a board on a desk: a BME280 in still air, idle beams, nobody around."""
+"""The world of a board on a desk: a BME280 in still air, idle beams, nobody around, a quiet
+room (40 dB(A)) and clean air (PM2.5 5 ug/m3)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ class BenchWorld:
         self.bme280 = Bme280Model()
         self.bme280.environment = lambda t_us: (21.5, 45.0, 101_325.0)
         self._bus = int(board.pins["i2c"]["id"])
+        self._mic: Any = None
+        self._pms: Any = None
 
     def events_until(self, t_us: int) -> list[Event]:
         return []
@@ -34,6 +37,24 @@ class BenchWorld:
         if bus == self._bus and address == self.bme280.address:
             return self.bme280
         return None
+
+    def i2s_device(self, bus: int) -> Any:
+        if bus != self.board.pins.get("mic", {}).get("id"):
+            return None
+        if self._mic is None:
+            from .mic_model import LevelProfile, MicModel
+
+            self._mic = MicModel(LevelProfile(lambda t_us: 40.0))
+        return self._mic
+
+    def uart_device(self, uart: int) -> Any:
+        if uart != self.board.pins.get("pm", {}).get("id"):
+            return None
+        if self._pms is None:
+            from .pms5003_model import Pms5003Model
+
+            self._pms = Pms5003Model(lambda t_us: (3.5, 5.0, 8.0))
+        return self._pms
 
     def pin_level(self, pin: Any, t_us: int) -> int:
         # Beam-break receivers idle high (beam seen); the PIR output idles low.

@@ -27,6 +27,7 @@ from ..errors import DeviceError, UserError
 from . import netbridge
 from .netbridge import NetBridge, NetError
 from .node import NodeVM, VMExited
+from .serialbus import UartPort, i2s_request
 from .world_api import Event, World
 
 CHUNK_US = 60_000_000  # at most this much simulated time per answer, to bound event batches
@@ -178,6 +179,7 @@ class EmulatedBoard:
         self.net = NetBridge(hosts)
         self._last_cause_code = 1
         self._kbd_intr = 3
+        self._uarts: dict[int, UartPort] = {}  # per boot: a reset empties the FIFOs
 
     def _cause_code(self, cause: str) -> int:
         code = CAUSES[self.board.port][cause]
@@ -243,6 +245,7 @@ class EmulatedBoard:
         self._scan_end_us = None
         self._wdt_deadline_us = None
         self._interrupt = False
+        self._uarts = {}
         self.stats.resets.append(Reset(self.now_us, cause))
         if self.board.port == "esp32" and cause != "soft":
             code = {"power": 1, "wdt": 3, "deepsleep": 5}.get(cause, 12)
@@ -774,6 +777,16 @@ class EmulatedBoard:
             if dev is not None and dev.present:
                 found.append(addr)
         return json.dumps(found)
+
+    def _q_i2s(self, q: dict[str, Any]) -> str:
+        return i2s_request(self.world, q, self.now_us)
+
+    def _q_uart(self, q: dict[str, Any]) -> str:
+        port = self._uarts.get(q["id"])
+        if port is None:
+            get = getattr(self.world, "uart_device", None)
+            port = self._uarts[q["id"]] = UartPort(get(q["id"]) if get is not None else None)
+        return port.request(q, self.now_us, self._boot_us)
 
     def _q_adc(self, q: dict[str, Any]) -> str:
         read = getattr(self.world, "adc", None)

@@ -170,7 +170,38 @@ class People:
         return sum(self.hourly_rate)
 
 
-FAULT_KINDS = ("sensor_disconnect", "network_outage", "power_cut")
+@dataclass(frozen=True)
+class Sound:
+    """The street's sound level in dB(A) (the ``level`` series) and its events: vehicle
+    pass-bys (``traffic``) or bursts of voices (``crowd``), a Poisson process per hour with a
+    peak level and a half width drawn uniformly from the ranges."""
+
+    level: WeatherSeries = WeatherSeries(
+        mean=55.0, amplitude=8.0, peak_hour=14.0, drift=2.0, noise=2.0
+    )
+    kind: str = "traffic"
+    events_per_hour: tuple[float, ...] = (6.0,) * 24
+    event_peak_db: tuple[float, float] = (68.0, 80.0)
+    event_half_width_s: tuple[float, float] = (2.0, 5.0)
+
+
+@dataclass(frozen=True)
+class Air:
+    """Particulates: PM2.5 in ug/m3 (the ``pm2_5`` series), PM1 and PM10 as ratios to it;
+    ``checksum_error_rate`` is the share of the sensor's frames corrupted on the line."""
+
+    pm2_5: WeatherSeries = WeatherSeries(mean=12.0, amplitude=5.0, peak_hour=8.0, drift=3.0)
+    pm1_ratio: float = 0.7
+    pm10_ratio: float = 1.6
+    checksum_error_rate: float = 0.0
+
+    def at(self, t_us: int, seed: int) -> tuple[float, float, float]:
+        """(PM1, PM2.5, PM10) in ug/m3 at ``t_us`` for this seed."""
+        pm25 = max(0.0, self.pm2_5.value(t_us, mix64(seed) ^ 4))
+        return pm25 * self.pm1_ratio, pm25, pm25 * self.pm10_ratio
+
+
+FAULT_KINDS = ("sensor_disconnect", "network_outage", "power_cut", "mic_failure", "pm_silent")
 
 
 @dataclass(frozen=True)
@@ -196,6 +227,8 @@ class Scenario:
     weather: Weather = field(default_factory=Weather)
     people: People = field(default_factory=People)
     faults: tuple[Fault, ...] = ()
+    sound: Sound = field(default_factory=Sound)
+    air: Air = field(default_factory=Air)
 
     @property
     def end_us(self) -> int:
@@ -370,6 +403,8 @@ _QUANTITIES = {
     "temperature": ("degC", 1.0, -60.0, 70.0),
     "humidity": ("%RH", 1.0, 0.0, 100.0),
     "pressure": ("hPa", 100.0, 300.0, 1100.0),
+    "level": ("dB(A)", 1.0, 20.0, 130.0),
+    "pm2_5": ("ug/m3", 1.0, 0.0, 1000.0),
 }
 
 
@@ -506,6 +541,49 @@ def _people(t: _Table | None) -> People:
     return people
 
 
+def _range(t: _Table, name: str, default: tuple[float, float], lo: float) -> tuple[float, float]:
+    value = t.raw(name)
+    if value is None:
+        return default
+    if not isinstance(value, list) or len(value) != 2:
+        raise t.error(t.key(name), f"expected [low, high], got {_describe(value)}")
+    a = _check_number(t, f"{t.key(name)}[0]", value[0], lo=lo)
+    b = _check_number(t, f"{t.key(name)}[1]", value[1], lo=a)
+    return a, b
+
+
+def _sound(t: _Table | None) -> Sound:
+    if t is None:
+        return Sound()
+    d = Sound()
+    kind = t.string("kind", d.kind)
+    if kind not in ("traffic", "crowd"):
+        raise t.error(t.key("kind"), f"expected traffic or crowd, got {kind!r}")
+    sound = Sound(
+        level=_weather_series(t, "level", d.level),
+        kind=kind,
+        events_per_hour=_rate_list(t, "events_per_hour", d.events_per_hour),
+        event_peak_db=_range(t, "event_peak_db", d.event_peak_db, 20.0),
+        event_half_width_s=_range(t, "event_half_width_s", d.event_half_width_s, 0.1),
+    )
+    t.done()
+    return sound
+
+
+def _air(t: _Table | None) -> Air:
+    if t is None:
+        return Air()
+    d = Air()
+    air = Air(
+        pm2_5=_weather_series(t, "pm2_5", d.pm2_5),
+        pm1_ratio=t.number("pm1_ratio", d.pm1_ratio, above=0.0, hi=1.0),
+        pm10_ratio=t.number("pm10_ratio", d.pm10_ratio, lo=1.0, hi=10.0),
+        checksum_error_rate=t.share("checksum_error_rate", d.checksum_error_rate, below_one=True),
+    )
+    t.done()
+    return air
+
+
 def _fault_start(t: _Table, key: str, value: Any, start_us: int) -> int:
     """``"HH:MM"`` on the start day (UTC) or ``"+2h30m"`` after the start -> absolute us."""
     if isinstance(value, str) and value.strip().startswith("+"):
@@ -591,6 +669,8 @@ def parse_scenario(text: str, name: str) -> Scenario:
         weather=weather,
         people=_people(top.sub("people")),
         faults=_faults(top, top.raw("faults"), start_us, start_us + duration_us),
+        sound=_sound(top.sub("sound")),
+        air=_air(top.sub("air")),
     )
     top.done()
     return scenario

@@ -584,6 +584,13 @@ class ScenarioWorld:
         self._bound = self.start_us - 1  # events at start_us are delivered by the first call
         cuts = [a for a, _ in self._faults.get("power_cut", [])]
         self._air = _Airwaves(self.phones, self.end_us, cuts)
+        # The microphone and the particulate sensor (mic_model.py, pms5003_model.py), on the
+        # I2S bus and UART the board definition names; built on first use.
+        self._mic_bus = pins.get("mic", {}).get("id")
+        self._pm_uart = pins.get("pm", {}).get("id")
+        self._mic: Any = None
+        self._pms: Any = None
+        self._truth: dict[int, list[dict[str, Any]]] = {}
 
     def _static_events(self) -> list[Event]:
         """Pin edges and fault events within the scenario, sorted by time (stable)."""
@@ -642,6 +649,56 @@ class ScenarioWorld:
             self._sensor = FaultableDevice(model, absent, max(self.start_us, self._bound))
         return self._sensor
 
+    def sound_profile(self) -> Any:
+        from .mic_model import LevelProfile
+
+        if self._mic is not None:
+            return self._mic.profile
+        snd, seed = self.scenario.sound, self.seed
+        key = mix64(seed) ^ 5
+        rates = snd.events_per_hour
+        events = LevelProfile.draw_events(
+            seed,
+            self.start_us,
+            self.end_us,
+            lambda t: rates[(t % DAY_US) // (3600 * US)],
+            snd.event_peak_db,
+            snd.event_half_width_s,
+        )
+        return LevelProfile(lambda t: snd.level.value(t, key), events)
+
+    def i2s_device(self, bus: int) -> Any:
+        if bus != self._mic_bus:
+            return None
+        if self._mic is None:
+            from .mic_model import MicModel
+
+            self._mic = MicModel(
+                self.sound_profile(),
+                seed=self.seed,
+                kind=self.scenario.sound.kind,
+                silent=self._faults.get("mic_failure", []),
+            )
+        return self._mic
+
+    def pm_at(self, t_us: int) -> tuple[float, float, float]:
+        """True (PM1, PM2.5, PM10) in ug/m3."""
+        return self.scenario.air.at(t_us, self.seed)
+
+    def uart_device(self, uart: int) -> Any:
+        if uart != self._pm_uart:
+            return None
+        if self._pms is None:
+            from .pms5003_model import Pms5003Model
+
+            self._pms = Pms5003Model(
+                self.pm_at,
+                seed=self.seed,
+                checksum_error_rate=self.scenario.air.checksum_error_rate,
+                silent=self._faults.get("pm_silent", []),
+            )
+        return self._pms
+
     def pin_level(self, pin: Any, t_us: int) -> int:
         """Level of a world-driven input; pins the world does not drive read 1 (pull-up)."""
         self._saw(t_us)
@@ -658,7 +715,11 @@ class ScenarioWorld:
 
     def ground_truth(self, window_s: int | None = None) -> list[dict[str, Any]]:
         """Per window of ``window_s`` (default: the scenario's), what really happened."""
-        return ground_truth(self, window_s or self.scenario.window_s)
+        w = window_s or self.scenario.window_s
+        # It depends on the scenario and seed only; the sound level's LAeq takes a while.
+        if w not in self._truth:
+            self._truth[w] = ground_truth(self, w)
+        return [dict(row) for row in self._truth[w]]
 
     # -- helpers for tests and the privacy audit --------------------------------------------------
 
@@ -694,6 +755,17 @@ def _weather_means(world: ScenarioWorld, c0: int, c1: int) -> tuple[float, float
     return sums[0] / n, sums[1] / n, sums[2] / n
 
 
+def _pm_means(world: ScenarioWorld, c0: int, c1: int) -> tuple[float, float, float]:
+    """Means over [c0, c1) of the true particulate concentrations, sampled every 10 s."""
+    n = max(1, (c1 - c0) // GT_SAMPLE_US)
+    step = (c1 - c0) / n
+    sums = [0.0, 0.0, 0.0]
+    for i in range(n):
+        for q, v in enumerate(world.pm_at(c0 + round((i + 0.5) * step))):
+            sums[q] += v
+    return sums[0] / n, sums[1] / n, sums[2] / n
+
+
 def ground_truth(world: ScenarioWorld, window_s: int) -> list[dict[str, Any]]:
     """What happened in each wall-clock-aligned window of ``window_s`` seconds.
 
@@ -704,11 +776,13 @@ def ground_truth(world: ScenarioWorld, window_s: int) -> list[dict[str, Any]]:
     start, end = world.start_us, world.end_us
     w_us = window_s * US
     first = start - start % w_us
+    profile = world.sound_profile()
     n = -(-(end - first) // w_us)
     rows: list[dict[str, Any]] = []
     for w in range(n):
         c0, c1 = max(first + w * w_us, start), min(first + (w + 1) * w_us, end)
         t, rh, p = _weather_means(world, c0, c1)
+        pm = _pm_means(world, c0, c1)
         rows.append(
             {
                 "start": (first + w * w_us) // US,
@@ -728,6 +802,10 @@ def ground_truth(world: ScenarioWorld, window_s: int) -> list[dict[str, Any]]:
                 "sensor_present": _up_fraction(world.fault_intervals("sensor_disconnect"), c0, c1),
                 "power_on": _up_fraction(world.fault_intervals("power_cut"), c0, c1),
                 "network_up": _up_fraction(world.fault_intervals("network_outage"), c0, c1),
+                "laeq_db": profile.laeq(c0, c1, 2 * US),
+                "pm1_mean": pm[0],
+                "pm2_5_mean": pm[1],
+                "pm10_mean": pm[2],
             }
         )
 

@@ -18,6 +18,10 @@ Events are plain tuples (cheap to build and to ship to the VM), first field the 
   the raw AD structures (bytes), ``rssi`` in dBm.
 - ``("power", t_us, off_us)``: the board loses power for ``off_us`` microseconds.
 - ``("net", t_us, up)``: the network (Wi-Fi access point / broker path) goes down or comes back.
+
+A world may also wire an I2S microphone and UART devices: optional methods ``i2s_device(bus)``
+and ``uart_device(uart_id)``, whose models the engine drives as ``serialbus.py`` describes
+(a world without them has nothing on those buses).
 """
 
 from __future__ import annotations
