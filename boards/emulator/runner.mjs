@@ -426,7 +426,8 @@ const emu = {
         enqueue(JSON.parse(ask(line, interrupted)));
         return "[]";
       }
-      default: {
+      case "events":
+      case "io": {
         const answer = ask(line, interrupted);
         if (!ahead.length || answer.charCodeAt(0) !== 91) return answer;
         // [ms, us, events, ...]: what was queued and is due comes first
@@ -436,6 +437,8 @@ const emu = {
         r[2] = due.concat(r[2]);
         return JSON.stringify(r);
       }
+      default:
+        return ask(line, interrupted); // answers without time (an I2C transfer, a pin level...)
     }
   },
   // Bytes cross as hex strings both ways: strings convert by value, while Python bytes would
