@@ -169,3 +169,30 @@ def test_air_window_means_and_maxima_in_tenths() -> None:
         "samples": 3,
     }
     assert w.close() is None
+
+
+def test_cycle_survives_the_tick_counter_wrapping() -> None:
+    # ticks_ms wraps at 2**30 (about 12 days): the cycle's waits stay right across it.
+    class Stub:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        def wake(self) -> None:
+            self.calls.append("wake")
+
+        def sleep(self) -> None:
+            self.calls.append("sleep")
+
+        def read(self) -> tuple[int, int, int]:
+            self.calls.append("read")
+            return (1, 2, 3)
+
+    stub = Stub()
+    cycle = pms5003.AirCycle(stub, every_ms=300_000, warmup_ms=30_000, reads=1)
+    now = (1 << 30) - 10_000  # 10 s before the wrap
+    assert cycle.step(now) == (None, 30_000)
+    now = (now + 29_000) & 0x3FFFFFFF  # past the wrap, 1 s early
+    assert cycle.step(now) == (None, 1000)
+    now = (now + 1000) & 0x3FFFFFFF
+    assert cycle.step(now) == ((1, 2, 3), 270_000)
+    assert stub.calls == ["wake", "read", "sleep"]
