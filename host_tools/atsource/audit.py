@@ -81,7 +81,12 @@ def _forms(ident: bytes, is_address: bool) -> list[tuple[str, bytes]]:
 
 
 class Auditor:
-    def __init__(self, addresses: Iterable[bytes], names: Iterable[str]) -> None:
+    """``raw``: signatures of raw sensor data that must never leave a driver (a PMS5003 frame
+    header, a run of audio samples), by name; looked for raw, in hex and in base64."""
+
+    def __init__(
+        self, addresses: Iterable[bytes], names: Iterable[str], raw: dict[str, bytes] | None = None
+    ) -> None:
         self._by_len: dict[int, dict[bytes, str]] = {}
         self.identifiers = 0
         for a in addresses:
@@ -90,6 +95,14 @@ class Auditor:
             b = n.encode()
             if len(b) >= _MIN_NAME:
                 self._add(b, False)
+        for label, sig in (raw or {}).items():
+            for form, needle in (
+                ("raw", sig),
+                ("hex", sig.hex().encode()),
+                ("HEX", sig.hex().upper().encode()),
+                ("base64", base64.b64encode(sig).rstrip(b"=")),
+            ):
+                self._by_len.setdefault(len(needle), {})[needle] = f"{label} {form}"
 
     def _add(self, ident: bytes, is_address: bool) -> None:
         self.identifiers += 1

@@ -127,6 +127,40 @@ def _plot_env(out: Path, devices: dict[str, Any]) -> Path:
     return p
 
 
+# (stream id, record key, ground-truth column, label): noise level and air quality, 15 minutes.
+SENSES = (
+    (STREAM_ID["noise"], KEY["laeq"], "laeq_db", "noise level LAeq (dB(A))"),
+    (STREAM_ID["air"], KEY["pm2_5_mean"], "pm2_5_mean", "particulates PM2.5 (µg/m³)"),
+)
+
+
+def _plot_senses(out: Path, devices: dict[str, Any]) -> Path | None:
+    if not any(_stream(d.records, sid) for d in devices.values() for sid, *_ in SENSES):
+        return None  # the policy released neither
+    fig, axes = plt.subplots(len(SENSES), 1, figsize=(10, 5.6), dpi=110, sharex=True)
+    for i, d in enumerate(devices.values()):
+        color = f"C{i}"
+        truth = _truth(d.world, 900)
+        xs = sorted(truth)
+        for ax, (sid, key, col, label) in zip(axes, SENSES, strict=True):
+            ax.plot([_t(s + 450) for s in xs], [truth[s].get(col, math.nan) for s in xs],
+                    color=color, lw=1, alpha=0.5)  # fmt: skip
+            rel = [r for r in _stream(d.records, sid) if key in r]
+            scale = FIELDS[key].scale
+            ax.plot([_t(r[K_START] + 450) for r in rel], [r[key] / scale for r in rel], ".",
+                    color=color, ms=3, label=f"{d.member.site} ({d.member.scenario})")  # fmt: skip
+            ax.set_ylabel(label, fontsize=8)
+    for ax in axes:
+        _time_axis(ax)
+    axes[0].set_title("Noise and air: released 15-minute values (dots) and the truth (lines)")
+    axes[0].legend(fontsize=7)
+    p = out / "senses.png"
+    fig.tight_layout()
+    fig.savefig(p)
+    plt.close(fig)
+    return p
+
+
 def _plot_people(out: Path, devices: dict[str, Any]) -> Path:
     n = len(devices)
     fig, axes = plt.subplots(n, len(PEOPLE), figsize=(15, 2.7 * n), dpi=100, squeeze=False)
@@ -219,6 +253,7 @@ def write(
     ok_devices = {k: d for k, d in devices.items() if k not in failures}
     env = _plot_env(out, ok_devices) if ok_devices else None
     people = _plot_people(out, ok_devices) if ok_devices else None
+    senses = _plot_senses(out, ok_devices) if ok_devices else None
     rows = []
     for d in devices.values():
         pivs = sorted(d.pivs)
@@ -284,12 +319,20 @@ def write(
         w = next(iter(ok_devices.values())).world
         day = _t(w.start_us // 1_000_000).strftime("%Y-%m-%d")
     plots = ""
+    senses_html = ""
+    if senses is not None:
+        senses_html = f"""<h2>Noise and air</h2>
+<p>The noise level (A-weighted, in dB(A): the sensor measures loudness in short blocks and never
+records sound) and fine particulates (PM2.5) each sensor released every 15 minutes (dots),
+against the scenario's truth (lines); times are UTC.</p>
+<img src="{_img(senses)}" alt="noise and air plots">
+"""
     if env is not None and people is not None:
         plots = f"""<h2>Climate</h2>
 <p>What each sensor released every 15 minutes (dots) against the scenario's real weather
 (lines), on {day}; times are UTC.</p>
 <img src="{_img(env)}" alt="climate plots">
-<h2>People, as released by the privacy gate</h2>
+{senses_html}<h2>People, as released by the privacy gate</h2>
 <p>Grey bars: what really happened in each hour. Grey whiskers: where the privacy noise alone
 puts the released count 9 times out of 10. Blue dots: the released count. Red crosses: hours
 withheld because fewer than k = 10 were counted. Times are UTC.</p>
