@@ -32,10 +32,25 @@ from .errors import DeviceError, UserError
 # The city's policy allows every stream the firmware has: climate, people, noise level and air
 # quality. Each board runs the five it has by default and one of the two new senses (off by
 # default): particulates at the plazas (buses), the noise level in the residential streets
-# (traffic). All seven and a network uplink do not fit the 64 KB RAM budget yet: 66.7 KB
-# measured (docs/sensors.md); the noise stream alone takes 7.5 KB, air 4.9 KB.
+# (traffic); each site's policy names only what its board runs (_site_policy). All seven and a
+# network uplink do not fit the 64 KB RAM budget yet: 66.7 KB measured (docs/sensors.md); the
+# noise stream alone takes 7.5 KB, air 4.9 KB.
 DEMO_POLICY = paths.ROOT / "policies" / "street-full.json"
 SENSES = {"plaza": {"air": True}, "residential": {"noise": True}}
+
+
+def _site_policy(out: Path, scenario: str) -> Path:
+    """The city's policy with only the new sense this site's board runs: the notice then says
+    what this sensor measures (loudness only where a microphone is), and the gate refuses the
+    other. Written into the demo's folder."""
+    pol = json.loads(DEMO_POLICY.read_text())
+    on = SENSES.get(scenario, {})
+    for name in ("noise", "air"):
+        if not on.get(name):
+            pol["streams"].pop(name, None)
+    p = out / f"policy-{scenario}.json"
+    p.write_text(json.dumps(pol, indent=1))
+    return p
 
 
 def _device_config(scenario: str, uplink: dict[str, Any] | None) -> dict[str, Any]:
@@ -238,7 +253,7 @@ def run_demo(
                 sb.port,
                 m.site,
                 registry=registry,
-                policy=DEMO_POLICY,
+                policy=_site_policy(out, m.scenario),
                 config=config,
                 notice_dir=out / "notices",
             )

@@ -67,6 +67,9 @@ def test_demo_receives_every_frame_and_passes_the_audit(tmp_path: Path) -> None:
     assert not any(s in page for s in ('src="http', "src='http"))
     notices = list((out / "notices").rglob("notice.png"))
     assert len(notices) == len(devices)
+    for d in devices:  # each sign says what its own sensor measures
+        sign = (out / "notices" / d["device"] / "notice.html").read_text()
+        assert ("it never records sound" in sign) == (d["scenario"] == "residential"), d
     # The fleet's public register: every sensor listed, its signed history intact.
     index = Path(summary["register"]).read_text()
     assert all(d["device"] in index for d in devices)
