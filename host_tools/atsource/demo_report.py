@@ -33,11 +33,16 @@ PEOPLE = (
     (STREAM_ID["motion"], "pir_triggers", "movement (PIR triggers)"),
     (STREAM_ID["ble"], "addresses_distinct", "phones nearby (distinct BLE addresses)"),
 )
-# (record key, ground-truth column, its divisor to the plotted unit, label)
+# (stream id, record key, ground-truth column, its divisor to the plotted unit, label): the
+# streams plotted against the truth by 15-minute window.
 ENV = (
-    (KEY["temperature_mean_c"], "temp_mean_c", 1, "temperature (°C)"),
-    (KEY["humidity_mean_pct"], "rh_mean", 1, "relative humidity (%)"),
-    (KEY["pressure_mean_hpa"], "pressure_mean_pa", 100, "air pressure (hPa)"),
+    (ENV_ID, KEY["temperature_mean_c"], "temp_mean_c", 1, "temperature (°C)"),
+    (ENV_ID, KEY["humidity_mean_pct"], "rh_mean", 1, "relative humidity (%)"),
+    (ENV_ID, KEY["pressure_mean_hpa"], "pressure_mean_pa", 100, "air pressure (hPa)"),
+)
+SENSES = (
+    (STREAM_ID["noise"], KEY["laeq"], "laeq_db", 1, "noise level LAeq (dB(A))"),
+    (STREAM_ID["air"], KEY["pm2_5_mean"], "pm2_5_mean", 1, "particulates PM2.5 (µg/m³)"),
 )
 
 
@@ -100,65 +105,42 @@ def _noise_var(eps_milli: int) -> float:
     return 2 * a / (1 - a) ** 2
 
 
-def _plot_env(out: Path, devices: dict[str, Any]) -> Path:
-    fig, axes = plt.subplots(3, 1, figsize=(10, 8.4), dpi=110, sharex=True)
+def _plot_windows(out: Path, devices: dict[str, Any], rows: Any, title: str, name: str) -> Path:
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 2.8 * len(rows)), dpi=110, sharex=True)
     for i, d in enumerate(devices.values()):
         color = f"C{i}"
         truth = _truth(d.world, 900)
         xs = sorted(truth)
-        env = _stream(d.records, ENV_ID)
-        for ax, (key, col, tdiv, label) in zip(axes, ENV, strict=True):
-            # The catalogue's scale turns the record's integers into degC, % and hPa.
-            ax.plot([_t(s + 450) for s in xs], [truth[s][col] / tdiv for s in xs], color=color,
-                    lw=1, alpha=0.5)  # fmt: skip
-            rel = [r for r in env if key in r]
+        for ax, (sid, key, col, tdiv, label) in zip(axes, rows, strict=True):
+            ax.plot([_t(s + 450) for s in xs], [truth[s].get(col, math.nan) / tdiv for s in xs],
+                    color=color, lw=1, alpha=0.5)  # fmt: skip
+            rel = [r for r in _stream(d.records, sid) if key in r]
+            # The catalogue's scale turns the record's integers into the plotted unit.
             scale = FIELDS[key].scale
             ax.plot([_t(r[K_START] + 450) for r in rel], [r[key] / scale for r in rel], ".",
                     color=color, ms=3, label=f"{d.member.site} ({d.member.scenario})")  # fmt: skip
             ax.set_ylabel(label, fontsize=8)
     for ax in axes:
         _time_axis(ax)
-    axes[0].set_title("Climate: released 15-minute means (dots) and what really happened (lines)")
+    axes[0].set_title(title)
     axes[0].legend(fontsize=7)
-    p = out / "climate.png"
+    p = out / name
     fig.tight_layout()
     fig.savefig(p)
     plt.close(fig)
     return p
 
 
-# (stream id, record key, ground-truth column, label): noise level and air quality, 15 minutes.
-SENSES = (
-    (STREAM_ID["noise"], KEY["laeq"], "laeq_db", "noise level LAeq (dB(A))"),
-    (STREAM_ID["air"], KEY["pm2_5_mean"], "pm2_5_mean", "particulates PM2.5 (µg/m³)"),
-)
+def _plot_env(out: Path, devices: dict[str, Any]) -> Path:
+    title = "Climate: released 15-minute means (dots) and what really happened (lines)"
+    return _plot_windows(out, devices, ENV, title, "climate.png")
 
 
 def _plot_senses(out: Path, devices: dict[str, Any]) -> Path | None:
     if not any(_stream(d.records, sid) for d in devices.values() for sid, *_ in SENSES):
         return None  # the policy released neither
-    fig, axes = plt.subplots(len(SENSES), 1, figsize=(10, 5.6), dpi=110, sharex=True)
-    for i, d in enumerate(devices.values()):
-        color = f"C{i}"
-        truth = _truth(d.world, 900)
-        xs = sorted(truth)
-        for ax, (sid, key, col, label) in zip(axes, SENSES, strict=True):
-            ax.plot([_t(s + 450) for s in xs], [truth[s].get(col, math.nan) for s in xs],
-                    color=color, lw=1, alpha=0.5)  # fmt: skip
-            rel = [r for r in _stream(d.records, sid) if key in r]
-            scale = FIELDS[key].scale
-            ax.plot([_t(r[K_START] + 450) for r in rel], [r[key] / scale for r in rel], ".",
-                    color=color, ms=3, label=f"{d.member.site} ({d.member.scenario})")  # fmt: skip
-            ax.set_ylabel(label, fontsize=8)
-    for ax in axes:
-        _time_axis(ax)
-    axes[0].set_title("Noise and air: released 15-minute values (dots) and the truth (lines)")
-    axes[0].legend(fontsize=7)
-    p = out / "senses.png"
-    fig.tight_layout()
-    fig.savefig(p)
-    plt.close(fig)
-    return p
+    title = "Noise and air: released 15-minute values (dots) and the truth (lines)"
+    return _plot_windows(out, devices, SENSES, title, "senses.png")
 
 
 def _plot_people(out: Path, devices: dict[str, Any]) -> Path:

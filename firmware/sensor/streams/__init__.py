@@ -1,6 +1,7 @@
 # Streams: one module per stream, sensor/streams/<name>.py, each with a class Stream
 # (docs/architecture.md, "Add a sensor"). Ctx is what the scheduler gives a stream; Base gives
-# the methods a stream may leave out.
+# the methods a stream may leave out; Periodic, the timing of a stream that samples on a period.
+from sensor import hal
 
 
 class Base:
@@ -12,6 +13,34 @@ class Base:
 
     def step(self, now_ms):
         pass
+
+
+class Periodic(Base):
+    """A stream that samples every self.period ms, mid-period on the wall clock (at :15 and
+    :45 for 30 s), never on a window boundary, where RTC and tick timer may disagree by a few
+    ms about which side: every period / window blocks in each full window."""
+
+    def _every(self, period_ms):
+        # From the stream's __init__: the period, and a first sample at once.
+        self.period = period_ms
+        self.next = hal.ticks_ms()
+
+    def _align(self):
+        per = self.period
+        phase = (hal.epoch_ms() - per // 2) % per
+        self.next = hal.ticks_add(hal.ticks_ms(), (per - phase) % per)
+
+    def due_ms(self, now_ms):
+        return hal.ticks_diff(self.next, now_ms)
+
+    def _due(self, now_ms):
+        # True when a sample is due now (and the next one is set).
+        if hal.ticks_diff(now_ms, self.next) < 0:
+            return False
+        self.next = hal.ticks_add(self.next, self.period)
+        if hal.ticks_diff(now_ms, self.next) >= 0:  # fell behind (slept long): catch up
+            self.next = hal.ticks_add(now_ms, self.period)
+        return True
 
 
 class Ctx:

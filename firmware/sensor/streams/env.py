@@ -4,8 +4,9 @@
 # missing, chip id, out of range, stuck.
 from micropython import const
 
-from sensor import hal, window
+from sensor import window
 from sensor.bme280 import BME280, probe
+from sensor.streams import Periodic
 
 _MISSING = const(0)
 _CHIP = const(1)
@@ -17,7 +18,7 @@ _STUCK = const(3)
 _STUCK_SAMPLES = const(120)
 
 
-class Stream:
+class Stream(Periodic):
     ID = "env"
 
     def __init__(self, ctx):
@@ -26,11 +27,10 @@ class Stream:
             self.i2c = ctx.board.i2c()
         except (OSError, ValueError) as e:
             raise ValueError("no I2C bus: %s" % e)
-        self.period = ctx.cfg["sample_s"] * 1000
+        self._every(ctx.cfg["sample_s"] * 1000)
         self.osrs = ctx.cfg["osrs"]
         self.w = window.EnvWindow()
         self.dev = None
-        self.next = hal.ticks_ms()
         self.last = [0, 0, -1]
         self.same = 0
         self.first = 0  # when the window opened (epoch s): samples before it were not due
@@ -39,22 +39,11 @@ class Stream:
     def open(self, start, now):
         self.w.reset()
         self.first = now
-        # Sample mid-period on the wall clock (at :15 and :45 for 30 s), never on a window
-        # boundary, where RTC and tick timer may disagree by a few ms about which side.
-        per = self.period
-        phase = (hal.epoch_ms() - per // 2) % per
-        self.next = hal.ticks_add(hal.ticks_ms(), (per - phase) % per)
-
-    def due_ms(self, now_ms):
-        return hal.ticks_diff(self.next, now_ms)
+        self._align()
 
     def step(self, now_ms):
-        if hal.ticks_diff(now_ms, self.next) < 0:
-            return
-        self._sample()
-        self.next = hal.ticks_add(self.next, self.period)
-        if hal.ticks_diff(now_ms, self.next) >= 0:  # fell behind (slept long): catch up
-            self.next = hal.ticks_add(now_ms, self.period)
+        if self._due(now_ms):
+            self._sample()
 
     def _expected(self, start, length):
         # Sample instants are start + per/2 + k * per; count those at or after the first.

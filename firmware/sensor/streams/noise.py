@@ -5,13 +5,13 @@
 # gate releases it like env's values. Fault 0: no microphone, or its data is stuck.
 from micropython import const
 
-from sensor import hal, i2smic, loudness
-from sensor.streams import Base
+from sensor import i2smic, loudness
+from sensor.streams import Periodic
 
 _MISSING = const(0)
 
 
-class Stream(Base):
+class Stream(Periodic):
     ID = "noise"
 
     def __init__(self, ctx):
@@ -19,8 +19,7 @@ class Stream(Base):
         self.mic = i2smic.Mic(ctx.board.i2s_mic)
         self.meter = loudness.LevelMeter(self.mic, sens_cdb=ctx.cfg["sens_cdb"])
         self.win = loudness.LevelWindow()
-        self.period = ctx.cfg["every_s"] * 1000
-        self.next = hal.ticks_ms()
+        self._every(ctx.cfg["every_s"] * 1000)
         self.bad = 0  # failed blocks in this window
         self.err = 0  # ... in the window last closed
         try:
@@ -39,21 +38,11 @@ class Stream(Base):
             b[i] = 0
 
     def open(self, start, now):
-        # Blocks mid-period on the wall clock (as env's samples): every_s / window_s blocks in
-        # each full window, none on a boundary.
-        per = self.period
-        phase = (hal.epoch_ms() - per // 2) % per
-        self.next = hal.ticks_add(hal.ticks_ms(), (per - phase) % per)
-
-    def due_ms(self, now_ms):
-        return hal.ticks_diff(self.next, now_ms)
+        self._align()  # blocks mid-period on the wall clock, as env's samples
 
     def step(self, now_ms):
-        if hal.ticks_diff(now_ms, self.next) < 0:
+        if not self._due(now_ms):
             return
-        self.next = hal.ticks_add(self.next, self.period)
-        if hal.ticks_diff(now_ms, self.next) >= 0:  # fell behind (slept long): catch up
-            self.next = hal.ticks_add(now_ms, self.period)
         level = self.meter.measure()  # about 290 ms, waiting for the I2S DMA
         self._wipe()
         if level is None:
