@@ -6,14 +6,9 @@ the core deterministic encoding (section 4.2.1): shortest-form heads, definite l
 keys sorted by their encoded bytes (for int keys: 0, 1, 2, ..., then -1, -2, ...). Map order
 never depends on dict order, which MicroPython does not keep.
 
-Decoder: the same types back, strictly: definite lengths only, shortest-form heads only, no
-tags, no floats, no duplicate map keys, nesting limited. Anything else raises ValueError.
-Byte strings decode to bytes, maps to dicts, arrays to lists.
+No decoder: the device never reads CBOR, and code loaded from flash lives in RAM. The
+receiver parses frames with its own strict parser (host_tools/atsource/frame.py).
 """
-
-from micropython import const
-
-_MAX_DEPTH = const(8)
 
 
 def head(buf, major, n):
@@ -82,89 +77,3 @@ def dumps(obj):
     buf = bytearray()
     enc(buf, obj)
     return bytes(buf)
-
-
-def _arg(mv, pos, ai):
-    # Returns (argument, new position); rejects non-shortest and indefinite forms.
-    if ai < 24:
-        return ai, pos
-    if ai == 24:
-        n = 1
-    elif ai == 25:
-        n = 2
-    elif ai == 26:
-        n = 4
-    elif ai == 27:
-        n = 8
-    else:
-        raise ValueError("indefinite or reserved")
-    end = pos + n
-    if end > len(mv):
-        raise ValueError("truncated")
-    v = int.from_bytes(bytes(mv[pos:end]), "big")
-    if v < (24 if n == 1 else 1 << (4 * n)):
-        raise ValueError("non-minimal")
-    return v, end
-
-
-def decode(buf, pos=0):
-    """Decode one item of buf at pos; returns (item, next position)."""
-    return _dec(memoryview(buf), pos, 0)
-
-
-def _dec(mv, pos, depth):
-    if depth > _MAX_DEPTH:
-        raise ValueError("too deep")
-    if pos >= len(mv):
-        raise ValueError("truncated")
-    ib = mv[pos]
-    major = ib >> 5
-    ai = ib & 31
-    pos += 1
-    if major == 7:
-        if ai == 20:
-            return False, pos
-        if ai == 21:
-            return True, pos
-        if ai == 22:
-            return None, pos
-        raise ValueError("simple or float")
-    if major == 6:
-        raise ValueError("tag")
-    n, pos = _arg(mv, pos, ai)
-    if major == 0:
-        return n, pos
-    if major == 1:
-        return -1 - n, pos
-    if major == 2 or major == 3:
-        end = pos + n
-        if end > len(mv):
-            raise ValueError("truncated")
-        b = bytes(mv[pos:end])
-        if major == 3:
-            b = str(b, "utf-8")
-        return b, end
-    if n > len(mv) - pos:
-        raise ValueError("truncated")
-    depth += 1
-    if major == 4:
-        out = []
-        for _ in range(n):
-            x, pos = _dec(mv, pos, depth)
-            out.append(x)
-        return out, pos
-    out = {}
-    for _ in range(n):
-        k, pos = _dec(mv, pos, depth)
-        if not isinstance(k, (int, str)) or k is True or k is False or k in out:
-            raise ValueError("map key")
-        out[k], pos = _dec(mv, pos, depth)
-    return out, pos
-
-
-def loads(buf):
-    """Decode exactly one item that fills buf."""
-    obj, pos = decode(buf)
-    if pos != len(buf):
-        raise ValueError("trailing bytes")
-    return obj

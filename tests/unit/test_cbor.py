@@ -1,8 +1,7 @@
-"""The firmware's minimal CBOR codec, against cbor2 and RFC 8949 deterministic encoding."""
+"""The firmware's minimal CBOR encoder, against cbor2 and RFC 8949 deterministic encoding."""
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import cbor2
@@ -34,7 +33,7 @@ INT_CASES = [
 @pytest.mark.parametrize(("value", "hexenc"), INT_CASES)
 def test_ints_shortest_form(value: int, hexenc: str) -> None:
     assert cbor.dumps(value).hex() == hexenc
-    assert cbor.loads(bytes.fromhex(hexenc)) == value
+    assert cbor2.loads(bytes.fromhex(hexenc)) == value
 
 
 @pytest.mark.parametrize("value", [2**64, -(2**64) - 1])
@@ -79,56 +78,6 @@ def test_enc_appends_to_callers_buffer() -> None:
     assert buf == b"\xd0\x82\x01\x41k"
 
 
-REJECT = [
-    "c0 00",  # tag 0
-    "d0 80",  # tag 16
-    "f93c00",  # half float
-    "fa3f800000",  # single float
-    "fb3ff0000000000000",  # double float
-    "f7",  # undefined
-    "f820",  # simple(32)
-    "5f41ff ff",  # indefinite bstr
-    "9fff",  # indefinite array
-    "bfff",  # indefinite map
-    "1805",  # non-minimal 5
-    "190017",  # non-minimal 23
-    "19 00ff",  # non-minimal 255
-    "1a0000ffff",  # non-minimal
-    "1b00000000ffffffff",  # non-minimal
-    "5801 61",  # non-minimal bstr length
-    "1c",  # reserved additional info
-    "19ff",  # truncated head
-    "4361",  # truncated bstr
-    "82 01",  # truncated array
-    "a1 01",  # map missing value
-    "a2 0101 0102",  # duplicate key
-    "a1 80 01",  # array as key
-    "a1 f5 01",  # bool key
-    "9b ffffffffffffffff",  # huge count, no data
-    "81" * 10 + "00",  # too deep
-    "00 00",  # trailing bytes (loads)
-    "",  # empty
-]
-
-
-@pytest.mark.parametrize("hexenc", REJECT)
-def test_decoder_rejects(hexenc: str) -> None:
-    with pytest.raises(ValueError):
-        cbor.loads(bytes.fromhex(hexenc))
-
-
-def test_decode_returns_position() -> None:
-    data = bytes.fromhex("a2 00 1a69558080 02 4401020304 000000")
-    obj, end = cbor.decode(data)
-    assert obj == {0: 1767211136, 2: b"\x01\x02\x03\x04"}
-    assert end == len(data) - 3
-    assert cbor.decode(memoryview(data), 1) == (0, 2)
-
-
-def test_depth_limit_allows_reasonable_nesting() -> None:
-    assert cbor.loads(bytes.fromhex("81" * 8 + "00")) == [[[[[[[[0]]]]]]]]
-
-
 scalars = (
     st.integers(min_value=-(2**64), max_value=2**64 - 1)
     | st.binary(max_size=300)
@@ -153,10 +102,3 @@ def test_matches_cbor2_and_round_trips(obj: Any) -> None:
     enc = cbor.dumps(obj)
     assert enc == cbor2.dumps(obj, canonical=True)
     assert cbor2.loads(enc) == obj
-    assert cbor.loads(enc) == obj
-
-
-@given(st.binary(max_size=64))
-def test_decoder_only_value_error_on_garbage(data: bytes) -> None:
-    with contextlib.suppress(ValueError):
-        cbor.loads(data)
