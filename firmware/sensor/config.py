@@ -45,7 +45,7 @@ for _s in cat.STREAMS:
 # A deprecated name in "sensors" is read as the stream's (docs/device.md): alias -> stream.
 ALIASES = dict(cat.SENSOR_ALIASES)
 
-# transport -> the URL schemes it accepts (sensor/transport.py, sensor/ipnet.py)
+# transport -> the URL schemes it accepts (sensor/transport.py, sensor/mqtt.py, sensor/httppost.py)
 TRANSPORTS = {"hostlink": (), "mqtt": ("mqtt", "mqtts"), "http": ("http", "https")}
 # Wi-Fi settings: the network name (1..32 bytes) and its key ("" for an open network, else a
 # WPA2 passphrase of 8..63 characters or 64 hex digits).

@@ -526,7 +526,7 @@ class MqttSource:
 
 
 class HttpSource:
-    """Frames POSTed by devices' HTTP transport (``sensor/ipnet.py``): a small HTTP server on
+    """Frames POSTed by devices' HTTP transport (``sensor/httppost.py``): a small HTTP server on
     ``host:port`` that takes ``POST path`` with the frame as the body. Like an MQTT message, a
     POST is answered only once the receiver has stored or rejected the frame (204 stored, 202
     rejected with a reason the stats count): either way the device may forget it, as a device

@@ -75,7 +75,7 @@ def test_firmware_mqtt_client_publishes_over_tls(
     port, ca = tls_broker
     sub = Subscriber(port, "atsource/up/tls", ca)
     main = JOIN + (
-        "from sensor.ipnet import MQTT\n"
+        "from sensor.mqtt import MQTT\n"
         f"ca = open('ca.pem', 'rb').read()\n"
         f"m = MQTT('mqtts://localhost:{port}', 'atsource/up/tls', 'dev-{board_name}', ca=ca)\n"
         "for i in range(3):\n"
@@ -108,7 +108,7 @@ def test_tls_refuses_a_broker_the_ca_did_not_sign(
     main = JOIN + (
         "from sensor import ipnet\n"
         "try:\n"
-        f"    ipnet._open('localhost', {port}, True, open('ca.pem', 'rb').read())\n"
+        f"    ipnet.connect('localhost', {port}, True, open('ca.pem', 'rb').read())\n"
         "    print('tls accepted')\n"
         "except OSError as e:\n"
         "    print('tls refused', e.errno)\n"
@@ -121,7 +121,7 @@ def test_tls_refuses_a_broker_the_ca_did_not_sign(
 def test_firmware_http_transport_posts_to_a_real_server(board_name: str, flash: Path) -> None:
     sink = HTTPSink()
     main = JOIN + (
-        "from sensor.ipnet import HTTP\n"
+        "from sensor.httppost import HTTP\n"
         f"h = HTTP('http://127.0.0.1:{sink.port}/up')\n"
         "print('posted', h.send(b'\\x01frame'))\n"
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 from fakes import Clock
-from sensor import ipnet, transport
+from sensor import mqtt, transport
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -85,7 +85,7 @@ def wait_for(cond, timeout: float = 60.0) -> None:  # noqa: ANN001 - returns on 
 
 
 def test_url_parsing() -> None:
-    assert ipnet.parse_url("mqtts://u:p@broker.example:8884") == (
+    assert transport.parse_url("mqtts://u:p@broker.example:8884") == (
         "mqtts",
         "broker.example",
         8884,
@@ -93,10 +93,10 @@ def test_url_parsing() -> None:
         "p",
         "/",
     )
-    assert ipnet.parse_url("http://10.0.0.1/up/x")[1:3] == ("10.0.0.1", 80)
+    assert transport.parse_url("http://10.0.0.1/up/x")[1:3] == ("10.0.0.1", 80)
     for bad in ("broker:1883", "ftp://x", "mqtt://"):
         with pytest.raises(ValueError):
-            ipnet.parse_url(bad)
+            transport.parse_url(bad)
 
 
 def test_mqtt_qos1_publish_reconnect_and_backoff(broker: Broker) -> None:
@@ -107,7 +107,7 @@ def test_mqtt_qos1_publish_reconnect_and_backoff(broker: Broker) -> None:
         "atsource-test",
         clock,
     )
-    assert isinstance(t, ipnet.MQTT)
+    assert isinstance(t, mqtt.MQTT)
     frames = [bytes([i]) * (50 + i) for i in range(5)]
     for f in frames[:3]:
         assert t.send(f)
@@ -133,7 +133,7 @@ def test_mqtt_qos1_publish_reconnect_and_backoff(broker: Broker) -> None:
 
 def test_mqtt_refused_connection_is_not_a_crash(tmp_path: Path) -> None:
     clock = Clock()
-    t = ipnet.MQTT(f"mqtt://127.0.0.1:{free_port()}", "t", "c", clock=clock)
+    t = mqtt.MQTT(f"mqtt://127.0.0.1:{free_port()}", "t", "c", clock=clock)
     assert not t.send(b"x")
     clock.t += 1_000
     assert not t.send(b"x")
