@@ -14,9 +14,8 @@
 # - bench (never provisioned): nothing leaves the device; the console shows the raw window
 #   aggregates (counts, never identifiers) for the engineer at the bench and for tests.
 import gc
-import sys
 
-from sensor import hal, window
+from sensor import forget, hal, window
 from sensor.catalogue import K_COUNT, K_EPSILON, K_LENGTH, K_POLICY, K_START, K_STATUS, K_STREAM
 
 _PUMP_MS = 30000  # retry delivery this often while frames wait in the outbox
@@ -30,7 +29,8 @@ def _stamp(t):
 class App:
     def __init__(self):
         # Boot-time wiring lives in sensor/start.py, dropped from RAM once it has run
-        # together with the config, identity, policy and catalogue modules.
+        # together with the config, identity, policy, catalogue and transport modules (the
+        # transport made keeps what it needs).
         self.board = hal.Board()
         self.cause = hal.reset_cause()
         self.boot_ms = hal.ticks_ms()
@@ -44,7 +44,7 @@ class App:
 
         (self.wdt, self.wdt_ms, self.ntp_retry_ms, self.f_clock, self.ident, self.rng,
          self.gate, self.uplink, self.net, self.rnames, self.snames, self.run) = start.build(self)
-        _drop("start", "config", "identity", "policy", "catalogue")
+        _drop("start", "config", "identity", "policy", "catalogue", "transport")
 
     # ---- the loop ------------------------------------------------------------------------
     def step(self):
@@ -154,13 +154,7 @@ class App:
 
 
 def _drop(*names):
-    # Forget modules needed only at boot, from sys.modules and from the package, so their
-    # code can be collected: code loaded from flash lives in RAM.
-    pkg = sys.modules.get("sensor")
-    for n in names:
-        sys.modules.pop("sensor." + n, None)
-        if pkg is not None and hasattr(pkg, n):
-            delattr(pkg, n)
+    forget(*names)  # modules needed only at boot
     gc.collect()
 
 

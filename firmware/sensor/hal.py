@@ -137,14 +137,6 @@ def reset_cause():
     return _CAUSES.get(c, "reset %d" % c)
 
 
-def unique_id():
-    return machine.unique_id()
-
-
-def watchdog(timeout_ms):
-    return machine.WDT(timeout=timeout_ms)
-
-
 def count_boot():
     """Boots since provisioning (kept in /boots); one small write per boot."""
     n = 0

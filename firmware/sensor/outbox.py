@@ -14,17 +14,21 @@
 # from another generation (a crash between a compaction's rename and its head write) means the
 # log starts live. Confirmed frames are forgotten by moving the head; the log is deleted when
 # everything is confirmed, or rewritten without its dead prefix when that grows large.
+#
+# The rare paths (open, repair, compaction, a full flash) are in sensor/outboxfix.py, loaded
+# only while they run.
 import binascii
 import os
 
 from micropython import const
 
+from sensor import forget
+
 MAX_FRAME = const(320)  # the largest sealed frame: 256-byte bucket + 34 bytes of COSE
-_HDR = const(8)  # file header
+HDR = const(8)  # file header (public: outboxfix reads it too)
 _EHDR = const(6)  # entry header
 _ENOSPC = const(28)  # MicroPython's errno module has no name for it
 _COMPACT_AT = const(4096)  # dead prefix (bytes) worth a rewrite, once it also exceeds the rest
-_CHUNK = const(256)
 _HEAD_MAGIC = b"OBH1"
 
 
@@ -47,6 +51,12 @@ def _remove(path):
         pass
 
 
+def _fix():
+    from sensor import outboxfix
+
+    return outboxfix
+
+
 class Outbox:
     def __init__(self, path="/outbox.log", capacity=2000):
         if capacity < 1:
@@ -60,15 +70,16 @@ class Outbox:
         self.depth = 0  # frames waiting
         self.dropped = 0  # frames dropped, ever (persisted with the head; never decreases)
         self._gen = 0
-        self._head = _HDR  # offset of the oldest waiting entry
-        self._end = _HDR  # end of the last whole entry
+        self._head = HDR  # offset of the oldest waiting entry
+        self._end = HDR  # end of the last whole entry
         self._exists = False  # whether the log file holds a valid header
         self._dirty = False  # head or dropped changed since the head record was written
         self._saved = 0  # the drop total the head record on flash holds
         self._suspect = False  # a failed write may have left part of an entry
         self._buf = bytearray(_EHDR + MAX_FRAME)
         self._mv = memoryview(self._buf)
-        self._recover()
+        _fix().recover(self)
+        forget("outboxfix")
         if self.depth > self.capacity:  # the configured capacity shrank
             while self.depth > self.capacity:
                 self._drop_head()
@@ -90,122 +101,11 @@ class Outbox:
             return 0
         return _EHDR + n
 
-    def _read_head_record(self):
-        try:
-            with open(self.head_path, "rb") as f:
-                d = f.read(32)
-        except OSError:
-            return None
-        if len(d) != 20 or d[:4] != _HEAD_MAGIC or _crc(d[:16]) != _u32(d, 16):
-            return None
-        return _u32(d, 4), _u32(d, 8), _u32(d, 12)
-
-    def _recover(self):
-        # Rebuild the state from flash (at open): the valid prefix of the log, the head, the
-        # depth; a torn tail is cut off.
-        rec = self._read_head_record()
-        self.dropped = rec[2] if rec else 0
-        self._saved = self.dropped  # the total in the head record on flash
-        self._dirty = False
-        self._suspect = False
-        gen = -1
-        head = off = size = _HDR
-        depth = 0
-        found = False
-        try:
-            f = open(self.path, "rb")
-        except OSError:
-            f = None
-        if f is not None:
-            try:
-                h = f.read(_HDR)
-                if len(h) == _HDR and h[:4] == b"AOB\x01":
-                    gen = _u32(h, 4)
-                    head = rec[1] if rec and rec[0] == gen else _HDR
-                    while True:
-                        if off == head:
-                            found = True
-                        n = self._entry(f, off)
-                        if not n:
-                            break
-                        if found:
-                            depth += 1
-                        off += n
-                    f.seek(0, 2)
-                    size = f.tell()
-            finally:
-                f.close()
-        if gen < 0:
-            # No log, or one whose header never became durable: start a new generation.
-            if f is not None:
-                _remove(self.path)
-            self._gen = (rec[0] + 1) & 0xFFFFFFFF if rec else 0
-            self._head = self._end = _HDR
-            self.depth = 0
-            self._exists = False
-            return
-        if not found:
-            # A head that is no entry boundary of this log: deliver all again (duplicates are
-            # rejected by the receiver as replays; a lost frame could not be recovered).
-            depth = 0
-            head = o = _HDR
-            with open(self.path, "rb") as f:
-                while o < off:
-                    o += self._entry(f, o)
-                    depth += 1
-        self._gen = gen
-        self._exists = True
-        self._head = head
-        self._end = off
-        self.depth = depth
-        if size > off:
-            self._truncate(off)
-
     def _reload(self):
         # The log changed under us (damaged flash): save what RAM knows, then rebuild.
         self.sync()
-        self._recover()
-
-    def _fix_tail(self):
-        # After a failed write: cut whatever part of an entry reached the file.
-        if self._exists:
-            try:
-                size = os.stat(self.path)[6]
-            except OSError:
-                size = 0
-            if size > self._end:
-                self._truncate(self._end)
-        else:
-            _remove(self.path)
-        self._suspect = False
-
-    def _truncate(self, end):
-        # Cut a torn tail: copy the valid part and rename it over the log (MicroPython files
-        # have no truncate()).
-        self._copy(0, end, None)
-        self._end = end
-
-    def _copy(self, start, end, header):
-        # Write [start, end) of the log (after a new header, if given) to the temporary file
-        # and rename it over the log.
-        mv = self._mv
-        try:
-            with open(self.path, "rb") as src, open(self._tmp, "wb") as dst:
-                if header is not None:
-                    dst.write(header)
-                src.seek(start)
-                left = end - start
-                while left > 0:
-                    n = src.readinto(mv[: min(left, _CHUNK)])
-                    if not n:
-                        raise OSError(5)
-                    dst.write(mv[:n])
-                    left -= n
-        except OSError:
-            _remove(self._tmp)
-            raise
-        os.rename(self._tmp, self.path)
-        self.writes += 1
+        _fix().recover(self)
+        forget("outboxfix")
 
     def peek(self):
         """The oldest waiting frame (bytes), or None when the outbox is empty."""
@@ -275,7 +175,7 @@ class Outbox:
         self._exists = False
         self._suspect = False
         self._gen = (self._gen + 1) & 0xFFFFFFFF
-        self._head = self._end = _HDR
+        self._head = self._end = HDR
         self._dirty = True
         self.sync()
 
@@ -293,27 +193,16 @@ class Outbox:
             if not self.dropped or self.dropped == self._saved:
                 self._dirty = False
                 return
-        dead = self._head - _HDR
+        dead = self._head - HDR
         try:
             if self._exists and dead >= _COMPACT_AT and dead >= self._end - self._head:
-                self._compact()
+                _fix().compact(self)
+                forget("outboxfix")
             else:
                 self._write_head()
         except OSError as e:
             if _errno(e) != _ENOSPC:
                 raise
-
-    def _compact(self):
-        # Rewrite the live entries as a new generation; the old head record names the old
-        # generation, so a cut before the new one is written reads the new log from its start.
-        gen = (self._gen + 1) & 0xFFFFFFFF
-        self._copy(self._head, self._end, b"AOB\x01" + gen.to_bytes(4, "big"))
-        self._gen = gen
-        self._end = _HDR + self._end - self._head
-        self._head = _HDR
-        self._suspect = False
-        self._dirty = True
-        self._write_head()
 
     def _write_head(self):
         rec = bytearray(_HEAD_MAGIC)
@@ -346,7 +235,8 @@ class Outbox:
         while True:
             try:
                 if self._suspect:
-                    self._fix_tail()
+                    _fix().fix_tail(self)
+                    forget("outboxfix")
                 self._write(frame)
                 break
             except OSError as e:
@@ -370,26 +260,9 @@ class Outbox:
         return False
 
     def _make_room(self):
-        # Drop the oldest eighth of the backlog (at least one frame) and rewrite the log
-        # without it (which also cuts a torn tail). False when there is nothing to drop.
-        if not self.depth:
-            if self._exists:
-                self._drain()  # only a torn tail was left: free its blocks
-            return False
-        k = max(1, self.depth // 8)
-        while k and self.depth:
-            self._drop_head()
-            k -= 1
-        if self._exists:
-            try:
-                self._compact()
-            except OSError as e:
-                if _errno(e) != _ENOSPC:
-                    raise
-                # Not even room for the rewrite: give up the whole backlog.
-                while self.depth:
-                    self._drop_head()
-        return True
+        ok = _fix().make_room(self)
+        forget("outboxfix")
+        return ok
 
     def _write(self, frame):
         n = len(frame)
@@ -406,7 +279,7 @@ class Outbox:
                 f.write(b"AOB\x01" + self._gen.to_bytes(4, "big"))
                 f.write(entry)
             self._exists = True
-            self._head = self._end = _HDR
+            self._head = self._end = HDR
         self._end += len(entry)
         self.depth += 1
         self.writes += 1
