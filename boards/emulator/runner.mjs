@@ -85,7 +85,12 @@ function send(obj) {
 let outChunks = [];
 let outLen = 0;
 let suppressOutput = false;
+let captured = null; // output the board layer reads back itself (micropython.qstr_info())
 function onStdout(bytes) {
+  if (captured !== null) {
+    captured.push(Buffer.from(bytes));
+    return;
+  }
   if (suppressOutput) return;
   outChunks.push(Buffer.from(bytes));
   outLen += bytes.length;
@@ -410,6 +415,16 @@ function sleep(q) {
 }
 
 const emu = {
+  // capture(1) holds back the VM's output; capture(0) ends that and returns what was held.
+  capture(on) {
+    if (on) {
+      captured = [];
+      return "";
+    }
+    const text = captured === null ? "" : Buffer.concat(captured).toString("latin1");
+    captured = null;
+    return text;
+  },
   req(line, interrupted) {
     const q = JSON.parse(line);
     switch (q.q) {

@@ -28,6 +28,10 @@ _heap_n = 0  # heap measurements not yet reported
 live = -1  # the live heap when the last step returned (stepped entry), else -1
 _stepper = None
 wdt_deadline = -1  # ms since boot, -1 when no watchdog runs
+_q0 = None  # qstr_info() at the baseline: (pools, qstrs, string bytes, total bytes)
+_qcharge = 0  # bytes of qstr pool a port would hold for the firmware's names, beyond the VM's
+_qmods = -1  # len(sys.modules) at the last qstr count
+_qn = 0  # heap samples since then
 
 
 def advance(d_us):
@@ -216,6 +220,8 @@ def setup(cfg_json):
     sys.path[:] = ["", ".frozen", "/lib"]
     cfg["rng"] = bytes.fromhex(cfg["rng"])
     sys.modules["time"].set_rtc(cfg["rtc_us"])
+    global _q0
+    _q0 = _qstr_info()
     gc.collect()  # at the top level, once this call returns: baseline() then measures
 
 
@@ -227,6 +233,43 @@ def baseline():
     req({"q": "ready", "heap_base": _heap_base})
 
 
+# The qstr pools. Every name the firmware interns (identifiers and short strings of each .mpy
+# it imports) goes into a pool on the heap, never freed (py/qstr.c, qstr_add): the first pool
+# after the firmware's built-in (ROM) ones holds 20 entries and each next one twice the last.
+# A port's board layer is C with ROM names, so on a board the firmware's names fill those pools
+# from the first; here the board layer's own ~500 names (counted in the baseline) fill the first
+# five, and the firmware would get them free. So the firmware is charged the pools a port
+# would allocate for its names, less the ones this VM allocated for them after the baseline.
+# An entry is a string pointer, its length byte and its hash: 2 bytes of hash on esp32
+# (MICROPY_QSTR_BYTES_IN_HASH defaults to 2 at its ROM level, py/mpconfig.h), 1 on rp2
+# (ports/rp2/mpconfigport.h). docs/emulator.md, "Heap and the RAM budget".
+def _qstr_info():
+    _emu.capture(1)
+    try:
+        micropython.qstr_info()
+    finally:
+        text = _emu.capture(0)
+    # "qstr pool: n_pool=5, n_qstr=501, n_str_data_bytes=3688, n_total_bytes=8184"
+    return [int(part.split("=")[1]) for part in text.strip().split(", ")]
+
+
+def _port_pools(n):
+    entry = 7 if cfg["port"] == "esp32" else 6
+    size = total = 0
+    cap = 10
+    while total < n:
+        cap *= 2
+        total += cap
+        size += (24 + entry * cap + 15) // 16 * 16  # a pool is one heap allocation
+    return size
+
+
+def _qstr_charge():
+    q = _qstr_info()
+    vm_pools = (q[3] - q[2]) - (_q0[3] - _q0[2])
+    return _port_pools(q[1] - _q0[1]) - vm_pools
+
+
 # This engine only collects garbage when control returns to the top level (JS), never inside
 # a running program. The stepped entry gives it that chance after every step of the firmware.
 def step_setup(entry):
@@ -235,6 +278,7 @@ def step_setup(entry):
     try:
         mod = __import__(entry, None, None, ("setup",))
         _stepper = mod.setup()
+        _count_qstrs()
         gc.collect()
         return True
     except BaseException as e:  # noqa: B036 - as an escaping exception in main.py
@@ -246,6 +290,7 @@ def step():
     global live
     try:
         sleep_us(_stepper.step() * 1000)
+        _count_qstrs()
         gc.collect()  # runs at the top level, as soon as this call returns
         return True
     except BaseException as e:  # noqa: B036
@@ -254,9 +299,21 @@ def step():
         return False
 
 
+def _count_qstrs():
+    # The firmware interns names when it imports (and rarely otherwise): count again after
+    # an import, and every 64th step. Before the step's collection, so that what counting
+    # allocates is not measured.
+    global _qcharge, _qmods, _qn
+    _qn += 1
+    if len(sys.modules) != _qmods or _qn >= 64:
+        _qmods = len(sys.modules)
+        _qn = 0
+        _qcharge = _qstr_charge()
+
+
 def heap_sample():
     global _heap, _heap_n, live
-    h = live = gc.mem_alloc() - _heap_base
+    h = live = gc.mem_alloc() - _heap_base + _qcharge
     if h > _heap:
         _heap = h
     _heap_n += 1

@@ -20,7 +20,7 @@ def mem_alloc():
     # just before would have freed it), and would differ with how the host's replies are cut.
     if _b.live >= 0:
         return _b.live
-    return max(0, _gc.mem_alloc() - _b._heap_base)
+    return max(0, _gc.mem_alloc() - _b._heap_base + _b._qcharge)
 
 
 def mem_free():
