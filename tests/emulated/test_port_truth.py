@@ -149,3 +149,38 @@ def test_released_windows_carry_unix_time_on_both_epochs(board_name: str, flash:
         start, length = r[0], r[1]
         assert start % length == 0
         assert t0 - length <= start and start + length <= t1, (start, t0, t1)
+
+
+def test_static_peripherals_are_the_same_object(board_name: str, flash: Path) -> None:
+    # Pins, hardware I2C buses, the watchdog and the Wi-Fi interfaces are static objects on
+    # both ports (ports/esp32/machine_pin.c and ports/rp2/machine_pin.c machine_pin_obj_table;
+    # machine_hw_i2c_obj / machine_i2c_obj; wdt_default / machine_wdt; wlan_sta_obj /
+    # network_cyw43_wl_sta): making one again returns it, state and all, and costs the
+    # firmware no heap. A bit-banged SoftI2C is a heap object.
+    sda, scl = (21, 22) if board_name == "esp32-devkitc" else (4, 5)
+    code = (
+        "import machine, network\n"
+        "p = machine.Pin(13, machine.Pin.IN)\n"
+        "p.irq(lambda x: None, machine.Pin.IRQ_RISING)\n"
+        "print('pin', machine.Pin(13) is p, machine.Pin(13, machine.Pin.IN) is p)\n"
+        f"a = machine.I2C(0, scl=machine.Pin({scl}), sda=machine.Pin({sda}))\n"
+        f"print('i2c', machine.I2C(0, scl=machine.Pin({scl}), sda=machine.Pin({sda})) is a)\n"
+        f"s = machine.SoftI2C(scl=machine.Pin({scl}), sda=machine.Pin({sda}))\n"
+        f"print('soft', s is machine.SoftI2C(scl=machine.Pin({scl}), sda=machine.Pin({sda})))\n"
+        "w = machine.WDT(timeout=8000)\n"
+        "print('wdt', machine.WDT(timeout=8000) is w)\n"
+        "n = network.WLAN(network.STA_IF)\n"
+        "n.active(True)\n"
+        "print('wlan', network.WLAN(network.STA_IF) is n, n.active())\n"
+        "try:\n"
+        "    machine.Pin(99)\n"
+        "except ValueError as e:\n"
+        "    print('bad', e)\n"
+    )
+    lines = _run(board_name, flash, code)
+    assert _value(lines, "pin") == "True True"
+    assert _value(lines, "i2c") == "True"
+    assert _value(lines, "soft") == "False"
+    assert _value(lines, "wdt") == "True"
+    assert _value(lines, "wlan") == "True True"
+    assert _value(lines, "bad") == "invalid pin"

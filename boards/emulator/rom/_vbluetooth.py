@@ -30,6 +30,11 @@ class BLE:
             _ble._active = False
             _ble._handler = None
             _ble._scanning = False
+            # The port's object holds an event ring and an event data buffer on the heap
+            # (extmod/modbluetooth.c: MICROPY_PY_BLUETOOTH_RINGBUF_SIZE, 128 bytes, and
+            # max(128 / 2, 128 - 64) bytes): the firmware pays for them as on a board.
+            _ble._rb = bytearray(128)
+            _ble._ev = bytearray(64)
         return _ble
 
     def __init__(self):

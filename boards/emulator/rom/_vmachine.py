@@ -73,12 +73,13 @@ class Pin:
         IRQ_FALLING = 4
         IRQ_RISING = 8
 
+    # One object per pin, made at boot: the ports keep a static table (ports/esp32/
+    # machine_pin.c and ports/rp2/machine_pin.c, machine_pin_obj_table), so Pin(n) allocates
+    # nothing on the heap and returns the same object every time, its IRQ handler kept.
+    def __new__(cls, id, *args, **kw):
+        return _pins[_norm(id)]
+
     def __init__(self, id, mode=-1, pull=-1, *, value=None):
-        self._id = _norm(id)
-        self._mode = Pin.IN
-        self._handler = None
-        self._trigger = 0
-        self._out = 0
         self.init(mode, pull, value=value)
 
     def init(self, mode=-1, pull=-1, *, value=None):
@@ -127,7 +128,28 @@ class Pin:
         return "Pin(%s)" % (self._id,)
 
 
+def _static(cls, **attrs):
+    # An object a port holds in static memory: made here, at boot, outside the firmware's
+    # heap (the board layer's baseline), with every attribute it will have.
+    o = object.__new__(cls)
+    for k in attrs:
+        setattr(o, k, attrs[k])
+    return o
+
+
+_pins = {}
+for _p in _VALID:
+    _pins[_p] = _static(Pin, _id=_p, _mode=Pin.IN, _handler=None, _trigger=0, _out=0)
+
+
 class I2C:
+    # Hardware buses are static objects on both ports (machine_hw_i2c_obj in ports/esp32/
+    # machine_i2c.c, machine_i2c_obj in ports/rp2/machine_i2c.c).
+    def __new__(cls, id=0, **kw):
+        if id not in _i2c:
+            raise ValueError("I2C(%s) doesn't exist" % (id,))
+        return _i2c[id]
+
     def __init__(self, id=0, *, scl=None, sda=None, freq=400000, timeout=50000):
         self._bus = id
         self._freq = freq
@@ -175,9 +197,15 @@ class I2C:
 
 
 class SoftI2C(I2C):
+    def __new__(cls, *args, **kw):
+        return object.__new__(cls)  # a heap object on the ports (extmod/machine_i2c.c)
+
     def __init__(self, scl, sda, *, freq=400000, timeout=50000):
         # A bit-banged bus on the I2C pins reaches the same devices.
         super().__init__(0, freq=freq)
+
+
+_i2c = {0: _static(I2C, _bus=0, _freq=400000), 1: _static(I2C, _bus=1, _freq=400000)}
 
 
 class ADC:
@@ -217,6 +245,11 @@ def _set_rtc(epoch_us):
 
 
 class WDT:
+    # A static object on both ports (ports/esp32/machine_wdt.c wdt_default, ports/rp2/
+    # machine_wdt.c machine_wdt).
+    def __new__(cls, id=0, timeout=5000):
+        return _wdt
+
     def __init__(self, id=0, timeout=5000):
         if not _ESP32 and timeout > 8388:
             raise ValueError("timeout too large")
@@ -229,6 +262,9 @@ class WDT:
 
     def feed(self):
         _b.wdt_deadline = _b.ms + self._timeout
+
+
+_wdt = _static(WDT, _timeout=0)
 
 
 def unique_id():
@@ -374,6 +410,11 @@ class UART:
         self._cfg = {"baud": baudrate, "bits": bits, "parity": parity, "stop": stop,
                      "rxbuf": rxbuf}
         self._rx = _norm(rx) if rx is not None else None
+        if not _ESP32:
+            # rp2 allocates the ring buffers on the heap (ports/rp2/machine_uart.c,
+            # ringbuf_alloc of rxbuf + 1 and txbuf + 1); esp32 gives them to the IDF driver.
+            self._rb = bytearray(rxbuf + 1)
+            self._tb = bytearray(txbuf + 1)
         _b.req({"q": "uart", "id": self._id, "op": "init", "cfg": self._cfg,
                 "now": [_b.ms, _b.us]})
 

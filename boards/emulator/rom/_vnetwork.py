@@ -19,7 +19,7 @@ else:
     STAT_GOT_IP = 3
 
 _up = True  # the world's network, updated by events
-_stations = []  # every WLAN made, to tell whether the board has joined a network
+_stations = []  # both interfaces, to tell whether the board has joined a network
 
 
 def joined():
@@ -43,12 +43,17 @@ def hostname(name=None):
 
 
 class WLAN:
+    # One static object per interface on both ports (ports/esp32/network_wlan.c
+    # wlan_sta_obj, extmod/network_cyw43.c network_cyw43_wl_sta): WLAN() allocates nothing
+    # and returns the same object, in whatever state it was left.
+    def __new__(cls, interface_id=STA_IF):
+        w = _wlans.get(interface_id)
+        if w is None:
+            raise ValueError("invalid WLAN interface identifier")
+        return w
+
     def __init__(self, interface_id=STA_IF):
-        self._if = interface_id
-        _stations.append(self)
-        self._active = False
-        self._ssid = None
-        self._since = 0
+        pass
 
     def active(self, is_active=None):
         if is_active is None:
@@ -98,3 +103,16 @@ class WLAN:
 
     def scan(self):
         return []
+
+
+def _wlan(i):
+    w = object.__new__(WLAN)
+    w._if = i
+    w._active = False
+    w._ssid = None
+    w._since = 0
+    _stations.append(w)
+    return w
+
+
+_wlans = {STA_IF: _wlan(STA_IF), AP_IF: _wlan(AP_IF)}
