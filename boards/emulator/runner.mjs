@@ -342,6 +342,52 @@ function takeDue(ms, us) {
   return due;
 }
 
+// BLE advertising reports cross from the host in runs, ["a", ms, us, hex of packed records]
+// (timed as the first; the record: engine.py ADV_HEADER, then the address and the data). Here
+// each report is one queue entry, ["a", ms, us, record bytes], so a run can be cut at any
+// report; on the way to Python consecutive reports are joined into one run again, which the
+// board layer decodes in place (rom/_vbluetooth.py _adv).
+const ADV_HEAD = 10;
+function unpack(evs) {
+  let out = null;
+  for (let i = 0; i < evs.length; i++) {
+    const ev = evs[i];
+    if (ev[0] !== "a") {
+      if (out) out.push(ev);
+      continue;
+    }
+    if (!out) out = evs.slice(0, i);
+    const b = Buffer.from(ev[3], "hex");
+    for (let off = 0; off < b.length; ) {
+      const end = off + ADV_HEAD + 6 + b[off + 9];
+      out.push(["a", b.readUInt32LE(off), b.readUInt16LE(off + 4), b.subarray(off, end)]);
+      off = end;
+    }
+  }
+  return out || evs;
+}
+function pack(evs) {
+  let out = null;
+  let run = null;
+  const close = () => {
+    run[3] = Buffer.concat(run[3]).toString("hex");
+    run = null;
+  };
+  for (let i = 0; i < evs.length; i++) {
+    const ev = evs[i];
+    if (ev[0] === "a") {
+      if (!out) out = evs.slice(0, i);
+      if (!run) out.push((run = ["a", ev[1], ev[2], []]));
+      run[3].push(ev[3]);
+      continue;
+    }
+    if (run) close();
+    if (out) out.push(ev);
+  }
+  if (run) close();
+  return out || evs;
+}
+
 function enqueue(evs) {
   if (!evs.length) return;
   const last = ahead[ahead.length - 1];
@@ -385,7 +431,7 @@ function sleep(q) {
     const watchdogOk = q.wd === undefined || tm < q.wd || (tm === q.wd && tu === 0);
     if (withinHorizon && watchdogOk && heapMax <= peakSent) {
       events.push(...takeDue(tm, tu));
-      return [tm, tu, events];
+      return [tm, tu, pack(events)];
     }
     const fwd = { ...q, now };
     delete fwd.h;
@@ -401,11 +447,13 @@ function sleep(q) {
     const r = JSON.parse(ask(JSON.stringify(fwd), interrupted));
     if (r.length > 5) {
       [hzMs, hzUs] = [r[3], r[4]];
-      if (r[5]) enqueue(JSON.parse(r[5]));
+      if (r[5]) enqueue(unpack(JSON.parse(r[5])));
     }
-    events.push(...takeDue(r[0], r[1]), ...r[2]);
+    events.push(...takeDue(r[0], r[1]), ...unpack(r[2]));
     now = [r[0], r[1]];
-    if (interrupted.hit || r[0] > tm || (r[0] === tm && r[1] >= tu)) return [r[0], r[1], events];
+    if (interrupted.hit || r[0] > tm || (r[0] === tm && r[1] >= tu)) {
+      return [r[0], r[1], pack(events)];
+    }
   }
 }
 
@@ -423,7 +471,7 @@ const emu = {
         ahead = ahead.filter(
           (ev) => ev[0] !== "d" && (ev[0] !== "a" || ev[1] < ms || (ev[1] === ms && ev[2] < us)),
         );
-        enqueue(JSON.parse(ask(line, interrupted)));
+        enqueue(unpack(JSON.parse(ask(line, interrupted))));
         return "[]";
       }
       case "events":
@@ -434,7 +482,7 @@ const emu = {
         const r = JSON.parse(answer);
         const due = takeDue(r[0], r[1]);
         if (!due.length) return answer;
-        r[2] = due.concat(r[2]);
+        r[2] = pack(due.concat(unpack(r[2])));
         return JSON.stringify(r);
       }
       default:

@@ -13,6 +13,7 @@ import json
 import os
 import queue
 import selectors
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +54,12 @@ ESP32_ROM = {1: "POWERON_RESET", 3: "RTCWDT_SYS_RESET", 5: "DEEPSLEEP_RESET", 12
 
 
 _GONE = object()  # an I/O request whose board reset or stopped while it waited
+
+# One BLE advertising report on the wire (docs/emulator.md "Events on the wire"): time since
+# boot (ms, us), addr_type, adv_type, rssi, the data's length, then the 6 address bytes and the
+# data. Consecutive reports travel as one item, ["a", ms, us, hex of the records] (the time of
+# the first), in a batch.
+ADV_HEADER = struct.Struct("<IHBBbB")
 
 
 class EmulatorError(DeviceError):
@@ -670,10 +677,10 @@ class EmulatedBoard:
                 n -= 1
             if n < len(events):
                 due = events[:n]
-                later = json.dumps(events[n:], separators=(",", ":"))
+                later = json.dumps(_wire(events[n:]), separators=(",", ":"))
         self._sent_us = max(self._sent_us, horizon)
         ans = json.dumps(
-            [*self._since_boot(self.now_us), due, *self._since_boot(horizon), later],
+            [*self._since_boot(self.now_us), _wire(due), *self._since_boot(horizon), later],
             separators=(",", ":"),
         )
         if self._interrupt:
@@ -699,7 +706,7 @@ class EmulatedBoard:
             self.now_us = cut[0]
             self.power_cut(cut[1])
             return None
-        return json.dumps([*self._since_boot(self.now_us), events], separators=(",", ":"))
+        return json.dumps([*self._since_boot(self.now_us), _wire(events)], separators=(",", ":"))
 
     def _events(self, until_us: int) -> tuple[list[list[Any]], tuple[int, int] | None]:
         """World events up to until_us, encoded for the VM; stops at a power cut."""
@@ -735,8 +742,12 @@ class EmulatedBoard:
         return out, None
 
     def _advert(self, ev: Event) -> list[Any]:
-        return ["a", *self._since_boot(ev[1]), ev[2], bytes(ev[3]).hex(), ev[4], ev[5],
-                bytes(ev[6]).hex()]  # fmt: skip
+        """["a", ms, us, record]: one report, packed for the wire (ADV_HEADER)."""
+        d = max(0, ev[1] - self._boot_us)
+        ms, us = d // 1000, d % 1000
+        data = ev[6]
+        rec = ADV_HEADER.pack(ms, us, ev[2], ev[4], ev[5], len(data)) + ev[3] + data
+        return ["a", ms, us, rec]
 
     def _heap_sample(self, h: int, n: int = 1) -> None:
         self.stats.heap_samples += n
@@ -814,7 +825,7 @@ class EmulatedBoard:
             out.append(["d", *self._since_boot(self._scan_end_us)])
             self._scan_end_us = None
         self.stats.events += len(out)
-        return json.dumps(out, separators=(",", ":"))
+        return json.dumps(_wire(out), separators=(",", ":"))
 
     def _q_wdt(self, q: dict[str, Any]) -> str:
         self._wdt_deadline_us = self._boot_us + q["w"] * 1000
@@ -886,7 +897,9 @@ class EmulatedBoard:
         if self._wdt_deadline_us is not None and self._wdt_deadline_us < self.now_us:
             self._restart("wdt")  # blocked on I/O without feeding the watchdog
             return None
-        ans = json.dumps([*self._since_boot(self.now_us), events, result], separators=(",", ":"))
+        ans = json.dumps(
+            [*self._since_boot(self.now_us), _wire(events), result], separators=(",", ":")
+        )
         if self._interrupt:
             self._interrupt = False
             return "!" + ans
@@ -1102,6 +1115,27 @@ class EmulatedBoard:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _wire(events: list[list[Any]]) -> list[Any]:
+    """Events as they cross to the VM: each run of adverts becomes one item,
+    ["a", ms, us, hex of the records], timed as its first."""
+    out: list[Any] = []
+    run: list[Any] = []
+    for ev in events:
+        if ev[0] == "a":
+            if not run:
+                run = ["a", ev[1], ev[2], []]
+                out.append(run)
+            run[3].append(ev[3])
+            continue
+        if run:
+            run[3] = b"".join(run[3]).hex()
+            run = []
+        out.append(ev)
+    if run:
+        run[3] = b"".join(run[3]).hex()
+    return out
 
 
 def parse_duration(text: str) -> int:
