@@ -39,6 +39,7 @@ const HEAPSIZE = parseInt(args.heapsize || "1048576", 10);
 const MP_ROOT = "/flash";
 
 // ---- protocol ---------------------------------------------------------------------------------
+let i2cLog = []; // I2C transfers answered here, not yet told to the host (see i2cLocal)
 const inBuf = Buffer.alloc(1 << 16);
 let pending = "";
 function readLine() {
@@ -65,6 +66,11 @@ function readLine() {
   }
 }
 function writeAll(s) {
+  if (i2cLog.length) {
+    // The transfers answered here reach the host's device before anything else does.
+    s = JSON.stringify({ i2c: i2cLog }) + "\n" + s;
+    i2cLog = [];
+  }
   const b = Buffer.from(s, "utf8");
   let off = 0;
   while (off < b.length) {
@@ -397,6 +403,83 @@ function enqueue(evs) {
   }
 }
 
+// I2C without a round trip (docs/emulator.md "I2C"). With lookahead, the host's answer to a
+// transfer may carry a snapshot of the device: its registers and pointer, and, while a forced
+// conversion runs, when it ends and the data registers and ctrl_meas it leaves behind (the
+// BME280 model: host_tools/atsource/emulator/bme280_model.py). Until the horizon, and until
+// the part next leaves the bus, the device's next transfers are answered here when they only
+// read it or write ctrl_hum or config (the host model does nothing else on those), byte for
+// byte as the host would at that time; each goes into i2cLog, which reaches the host before
+// any other message, so the host's model replays them at their own times and stays exact.
+// Anything else (a ctrl_meas write starts a conversion of the environment at that instant, a
+// soft reset, normal mode) goes to the host.
+const REG_RESET = 0xe0;
+const REG_CTRL_HUM = 0xf2;
+const REG_STATUS = 0xf3;
+const REG_CTRL_MEAS = 0xf4;
+const REG_CONFIG = 0xf5;
+const REG_DATA = 0xf7;
+const i2cSnaps = new Map(); // "bus/addr" -> snapshot
+
+function before(t, m, u) {
+  return m < t[0] || (m === t[0] && u < t[1]);
+}
+
+function i2cTakeSnapshot(q, tail) {
+  const key = q.b + "/" + q.a;
+  if (tail === undefined) {
+    i2cSnaps.delete(key);
+    return;
+  }
+  const w = JSON.parse(tail);
+  i2cSnaps.set(key, {
+    regs: Buffer.from(w.r, "hex"),
+    p: w.p,
+    e: w.e,
+    d: w.d === undefined ? null : Buffer.from(w.d, "hex"),
+    m: w.m,
+    v: w.v,
+    u: w.u,
+  });
+}
+
+function i2cLocal(q) {
+  const s = i2cSnaps.get(q.b + "/" + q.a);
+  if (!s) return null;
+  const [m, u] = q.now;
+  if (!before([hzMs, hzUs], m, u) || (s.u && !before(s.u, m, u))) return null;
+  const w = Buffer.from(q.w, "hex");
+  // A write sets the pointer, then comes in (data, register, data, ...) pairs.
+  let p = w.length ? w[0] : s.p;
+  for (let i = 1, r = p; i < w.length; i += 2) {
+    if (r === REG_RESET || r === REG_CTRL_MEAS) return null;
+    if (i + 1 < w.length) r = w[i + 1];
+  }
+  for (let i = 1; i < w.length; i += 2) {
+    if (p === REG_CTRL_HUM) s.regs[p] = w[i] & 0x07;
+    else if (p === REG_CONFIG) s.regs[p] = w[i] & 0xfd;
+    if (i + 1 < w.length) p = w[i + 1];
+  }
+  const n = q.r;
+  const out = Buffer.alloc(n);
+  if (n) {
+    const done = s.e !== undefined && !before(s.e, m, u);
+    const status = (s.e !== undefined && !done ? 0x08 : 0) | (s.v && before(s.v, m, u) ? 0x01 : 0);
+    for (let i = 0; i < n; i++) {
+      const r = (p + i) & 0xff;
+      if (r === REG_STATUS) out[i] = status;
+      else if (done && r >= REG_DATA && r < REG_DATA + 8) out[i] = s.d[r - REG_DATA];
+      else if (done && r === REG_CTRL_MEAS) out[i] = s.m;
+      else out[i] = s.regs[r];
+    }
+    p = (p + n) & 0xff;
+  }
+  if (w.length || n) s.p = p;
+  i2cLog.push([q.b, q.a, m, u, q.w, n]);
+  const cost = Math.floor(((1 + w.length + (n ? 1 + n : 0)) * 9 * 1000000) / Math.max(1, q.f ?? 100000));
+  return '[1, "' + out.toString("hex") + '", ' + cost + "]";
+}
+
 // Ask the host; "!" (an interrupt pending) is passed on to the VM.
 function ask(line, interrupted) {
   flushOut();
@@ -485,8 +568,16 @@ const emu = {
         r[2] = pack(due.concat(unpack(r[2])));
         return JSON.stringify(r);
       }
+      case "i2c": {
+        const local = i2cLocal(q);
+        if (local !== null) return local;
+        const answer = ask(line, interrupted);
+        const tab = answer.indexOf("\t");
+        i2cTakeSnapshot(q, tab < 0 ? undefined : answer.slice(tab + 1));
+        return tab < 0 ? answer : answer.slice(0, tab);
+      }
       default:
-        return ask(line, interrupted); // answers without time (an I2C transfer, a pin level...)
+        return ask(line, interrupted); // answers without time (a pin level, an ADC...)
     }
   },
   // Bytes cross as hex strings both ways: strings convert by value, while Python bytes would

@@ -79,7 +79,8 @@ class RunStats:
     heap_peak: int = 0  # bytes of live heap the firmware held after a step (stepped entry)
     heap_samples: int = 0
     heap_peak_t_us: int = 0
-    requests: int = 0
+    requests: int = 0  # host round trips (requests the runner did not answer itself)
+    i2c_local: int = 0  # I2C transfers the runner answered from a device snapshot
     events: int = 0
     wall_s: float = 0.0
     sim_us: int = 0
@@ -593,6 +594,8 @@ class EmulatedBoard:
             # A request may wait on the outside world (stdin, a socket): that is not the
             # firmware stalling.
             self._last_msg_wall = self._board_s()
+        elif "i2c" in msg:
+            self._i2c_replay(msg["i2c"])
         elif "kbd" in msg:
             self._kbd_intr = int(msg["kbd"])
         elif "idle" in msg:
@@ -765,21 +768,54 @@ class EmulatedBoard:
         return json.dumps(self.world.pin_level(q["pin"], self.now_us))
 
     def _q_i2c(self, q: dict[str, Any]) -> str:
-        dev = self.world.i2c_device(q["b"], q["a"])
-        w = bytes.fromhex(q["w"])
-        n = q["r"]
+        w, n = bytes.fromhex(q["w"]), q["r"]
         # Bus time: address byte plus data bytes, 9 clocks each, at the bus frequency.
         cost = (1 + len(w) + (1 + n if n else 0)) * 9 * 1_000_000 // max(1, q.get("f", 100000))
+        ok, data = self._i2c(q["b"], q["a"], w, n, self.now_us)
+        ans = json.dumps([1, data.hex(), cost]) if ok else json.dumps([0, "", cost])
+        if not (self.lookahead and self.speed is None and self.serial is None):
+            return ans
+        # With lookahead, the runner answers the device's next transfers itself while they
+        # only read it (or write ctrl_hum or config): the answer carries what the device will
+        # say, after a tab (docs/emulator.md "I2C").
+        dev = self.world.i2c_device(q["b"], q["a"])
+        snapshot = getattr(dev, "snapshot", None)
+        snap = snapshot(self.now_us) if snapshot is not None and ok else None
+        if snap is None:
+            return ans
+        wire: dict[str, Any] = {"r": snap["regs"].hex(), "p": snap["pointer"]}
+        if "end_us" in snap:
+            wire["e"] = self._since_boot(snap["end_us"])
+            wire["d"] = snap["data"].hex()
+            wire["m"] = snap["ctrl_meas"]
+        if snap["nvm_until_us"] > self.now_us:
+            wire["v"] = self._since_boot(snap["nvm_until_us"])
+        if snap.get("until_us") is not None:
+            wire["u"] = self._since_boot(snap["until_us"])
+        return ans + "\t" + json.dumps(wire, separators=(",", ":"))
+
+    def _i2c(self, bus: int, addr: int, w: bytes, n: int, t_us: int) -> tuple[bool, bytes]:
+        """One transfer at t_us: (acknowledged, bytes read)."""
+        dev = self.world.i2c_device(bus, addr)
         present_at = getattr(dev, "present_at", None)
-        if dev is None or not (present_at(self.now_us) if present_at else dev.present):
-            return json.dumps([0, "", cost])
+        if dev is None or not (present_at(t_us) if present_at else dev.present):
+            return False, b""
         try:
             if w:
-                dev.write(w, self.now_us)
-            data = dev.read(n, self.now_us) if n else b""
+                dev.write(w, t_us)
+            data = dev.read(n, t_us) if n else b""
         except OSError:
-            return json.dumps([0, "", cost])  # the device let go of the bus: a NACK
-        return json.dumps([1, data.hex(), cost])
+            return False, b""  # the device let go of the bus: a NACK
+        return True, data
+
+    def _i2c_replay(self, log: list[list[Any]]) -> None:
+        """Transfers the runner answered from a snapshot: the device sees them now, each at
+        its own time, so its state is what it would have been."""
+        for bus, addr, ms, us, w, n in log:
+            t = self._boot_us + ms * 1000 + us
+            self.now_us = max(self.now_us, t)
+            self._i2c(bus, addr, bytes.fromhex(w), n, t)
+            self.stats.i2c_local += 1
 
     def _q_i2cscan(self, q: dict[str, Any]) -> str:
         found = []

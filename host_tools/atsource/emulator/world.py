@@ -527,6 +527,19 @@ class FaultableDevice:
         self._sync(t_us)
         return self.model.read(n, t_us)
 
+    def snapshot(self, t_us: int) -> dict[str, Any] | None:
+        """The model's snapshot (``Bme280Model.snapshot``), valid until the part next leaves
+        the bus (``until_us``); None while it is away or when the model gives none."""
+        snap = getattr(self.model, "snapshot", None)
+        if snap is None or not self.present_at(t_us):
+            return None
+        s: dict[str, Any] | None = snap()
+        if s is not None:
+            i = bisect.bisect_right(self._starts, t_us)
+            if i < len(self._starts):
+                s["until_us"] = self._starts[i]
+        return s
+
 
 def _bme280_factory(address: int) -> Any:
     from .bme280_model import Bme280Model  # imported lazily: the model is a separate module
