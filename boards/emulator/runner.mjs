@@ -372,19 +372,35 @@ function unpack(evs) {
   }
   return out || evs;
 }
+// To Python a run goes as ["a", ms, us, k]: the board layer asks for run k (emu.adv_data)
+// when it decodes it, and gets it written into its radio buffer, a bytes object allocated
+// before the heap baseline (rom/_vbluetooth.py), so the firmware's heap sees no blob. Runs
+// are cut to fit the buffer.
+const RADIO_BUF = 4096;
+let radioItems = 0; // address of the radio buffer's bytes in the VM's memory
+let runSeq = 0;
+const runs = new Map(); // k -> the run's records, until the board layer takes it
 function pack(evs) {
   let out = null;
   let run = null;
+  let parts = null;
+  let size = 0;
   const close = () => {
-    run[3] = Buffer.concat(run[3]).toString("hex");
+    runs.set(run[3], Buffer.concat(parts));
     run = null;
   };
   for (let i = 0; i < evs.length; i++) {
     const ev = evs[i];
     if (ev[0] === "a") {
       if (!out) out = evs.slice(0, i);
-      if (!run) out.push((run = ["a", ev[1], ev[2], []]));
-      run[3].push(ev[3]);
+      if (run && size + ev[3].length > RADIO_BUF) close();
+      if (!run) {
+        out.push((run = ["a", ev[1], ev[2], runSeq++]));
+        parts = [];
+        size = 0;
+      }
+      parts.push(ev[3]);
+      size += ev[3].length;
       continue;
     }
     if (run) close();
@@ -560,12 +576,11 @@ const emu = {
       case "events":
       case "io": {
         const answer = ask(line, interrupted);
-        if (!ahead.length || answer.charCodeAt(0) !== 91) return answer;
+        if (answer.charCodeAt(0) !== 91) return answer;
+        if (!ahead.length && answer.indexOf('["a",') < 0) return answer;
         // [ms, us, events, ...]: what was queued and is due comes first
         const r = JSON.parse(answer);
-        const due = takeDue(r[0], r[1]);
-        if (!due.length) return answer;
-        r[2] = pack(due.concat(unpack(r[2])));
+        r[2] = pack(takeDue(r[0], r[1]).concat(unpack(r[2])));
         return JSON.stringify(r);
       }
       case "i2c": {
@@ -595,6 +610,22 @@ const emu = {
     const c = encrypt ? crypto.createCipheriv(algo, k, u8(iv)) : crypto.createDecipheriv(algo, k, u8(iv));
     c.setAutoPadding(false);
     return Buffer.concat([c.update(u8(data)), c.final()]).toString("hex");
+  },
+  // The radio: run k of advertising reports written into the board layer's buffer (see
+  // pack); its length. At boot, -id(buffer) says where the buffer is: a bytes object, whose
+  // length and data pointer follow its type and hash (py/objstr.h mp_obj_str_t, wasm32).
+  adv_data(k) {
+    const mem = Module.HEAPU8;
+    if (k < 0) {
+      const dv = new DataView(mem.buffer);
+      if (dv.getUint32(-k + 8, true) !== RADIO_BUF) throw new Error("radio buffer not found");
+      radioItems = dv.getUint32(-k + 12, true);
+      return 0;
+    }
+    const b = runs.get(k);
+    runs.delete(k);
+    mem.set(b, radioItems);
+    return b.length;
   },
   // Bytes the VM's stdin already took from the host but the program has not read yet
   // (select.poll must see them as ready).

@@ -16,6 +16,13 @@ _IRQ_SCAN_DONE = 6
 
 _ble = None
 _handler = None  # the IRQ handler while a scan runs, else None: reports go to it
+# The radio's receive buffer: the runner writes each run of reports into it just before the
+# run is decoded (as a controller's DMA fills the host stack's buffer), so reports cost the
+# firmware's heap no transient blob a conservative collector could keep alive. A bytes object
+# (immutable to Python, like the port's C buffer) gives read-only memoryviews, as the port
+# does. Allocated here, before the heap baseline; the runner learns where it is from id().
+_data = bytes(4096)
+_b._emu.adv_data(-id(_data))
 
 
 class UUID:
@@ -76,16 +83,17 @@ class BLE:
 
 
 def _adv(ev):
-    # ev: ("a", ms, us, hex): a run of reports, each (engine.py ADV_HEADER) ms u32, us u16,
-    # addr_type, adv_type, rssi (signed), data length, then the 6 address bytes and the data.
-    # Each runs the handler at its own time with (addr_type, addr, adv_type, rssi, adv_data),
-    # addr and adv_data read-only memoryviews, as the ports hand them (extmod/modbluetooth.c,
-    # invoke_irq_handler: mp_obj_memoryview_init with typecode 'B'). No call per report but
-    # the handler's: the fields are read in place and the clock is moved here.
-    b = bytes.fromhex(ev[3])
+    # ev: ("a", ms, us, k): run k of reports, which the runner now writes into _data, each
+    # (engine.py ADV_HEADER) ms u32, us u16, addr_type, adv_type, rssi (signed), data length,
+    # then the 6 address bytes and the data. Each runs the handler at its own time with
+    # (addr_type, addr, adv_type, rssi, adv_data), addr and adv_data read-only memoryviews, as
+    # the ports hand them (extmod/modbluetooth.c, invoke_irq_handler: mp_obj_memoryview_init
+    # with typecode 'B'). No call per report but the handler's: the fields are read in place
+    # and the clock is moved here.
+    end = _b._emu.adv_data(ev[3])
+    b = _data
     mv = memoryview(b)
     i = 0
-    end = len(b)
     while i < end:
         m = b[i] | b[i + 1] << 8 | b[i + 2] << 16 | b[i + 3] << 24
         u = b[i + 4] | b[i + 5] << 8
@@ -102,8 +110,8 @@ def _adv(ev):
             if rssi > 127:
                 rssi -= 256
             _addr = mv[i + 10 : k]
-            _data = mv[k : k + n]
-            h(_IRQ_SCAN_RESULT, (b[i + 6], _addr, b[i + 7], rssi, _data))
+            adv_data = mv[k : k + n]
+            h(_IRQ_SCAN_RESULT, (b[i + 6], _addr, b[i + 7], rssi, adv_data))
         i = k + n
 
 
