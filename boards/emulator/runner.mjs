@@ -277,9 +277,98 @@ const SYSCALL_HOOKS = {
   },
 };
 
+// The VM's setjmp/longjmp (nlr_push, about one per Python call) goes through Emscripten's
+// invoke_* trampolines, which in this build look the target up in the function table twice
+// (once for an assertion that the table has not changed) and wrap every export in assertions:
+// a quarter of a busy day's CPU in the runner. These do the same (the table is fixed after
+// start-up, which that assertion checks), with the table cached and the raw exports.
+let wasmExports = null;
+const tableCache = [];
+function tableEntry(i) {
+  return tableCache[i] || (tableCache[i] = wasmExports.__indirect_function_table.get(i));
+}
+function unwound(e, sp) {
+  // A longjmp (Emscripten's EmscriptenSjLj, an EmscriptenEH) lands here; anything else goes on.
+  wasmExports._emscripten_stack_restore(sp);
+  for (let p = e !== null && typeof e === "object" ? Object.getPrototypeOf(e) : null; p; ) {
+    if (p.constructor && p.constructor.name === "EmscriptenEH") {
+      wasmExports.setThrew(1, 0);
+      return;
+    }
+    p = Object.getPrototypeOf(p);
+  }
+  throw e;
+}
+function fastInvoke(name) {
+  const ret = name[7] === "i";
+  return function (index, ...a) {
+    const sp = wasmExports.emscripten_stack_get_current();
+    try {
+      const r = tableEntry(index)(...a);
+      if (ret) return r;
+    } catch (e) {
+      unwound(e, sp);
+    }
+  };
+}
+const FAST_INVOKE = {
+  invoke_ii: (index, a1) => {
+    const sp = wasmExports.emscripten_stack_get_current();
+    try {
+      return tableEntry(index)(a1);
+    } catch (e) {
+      unwound(e, sp);
+    }
+  },
+  invoke_iii: (index, a1, a2) => {
+    const sp = wasmExports.emscripten_stack_get_current();
+    try {
+      return tableEntry(index)(a1, a2);
+    } catch (e) {
+      unwound(e, sp);
+    }
+  },
+  invoke_iiii: (index, a1, a2, a3) => {
+    const sp = wasmExports.emscripten_stack_get_current();
+    try {
+      return tableEntry(index)(a1, a2, a3);
+    } catch (e) {
+      unwound(e, sp);
+    }
+  },
+  invoke_vi: (index, a1) => {
+    const sp = wasmExports.emscripten_stack_get_current();
+    try {
+      tableEntry(index)(a1);
+    } catch (e) {
+      unwound(e, sp);
+    }
+  },
+  invoke_vii: (index, a1, a2) => {
+    const sp = wasmExports.emscripten_stack_get_current();
+    try {
+      tableEntry(index)(a1, a2);
+    } catch (e) {
+      unwound(e, sp);
+    }
+  },
+};
+function fastTrampolines(imports) {
+  for (const ns of Object.keys(imports)) {
+    const o = imports[ns];
+    for (const k of Object.keys(o)) {
+      if (k.startsWith("invoke_") && typeof o[k] === "function") o[k] = FAST_INVOKE[k] || fastInvoke(k);
+    }
+  }
+  return imports;
+}
+
 const origInstantiate = WebAssembly.instantiate;
 WebAssembly.instantiate = function (bin, imports) {
-  return origInstantiate.call(this, bin, wrapImports(imports));
+  return origInstantiate.call(this, bin, fastTrampolines(wrapImports(imports))).then((r) => {
+    wasmExports = (r.instance || r).exports;
+    return r;
+  });
 };
 const { loadMicroPython } = await import("@micropython/micropython-webassembly-pyscript");
 
