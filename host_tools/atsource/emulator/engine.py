@@ -37,6 +37,9 @@ CHUNK_US = 60_000_000  # at most this much simulated time per answer, to bound e
 # conservative GC, can leave some of it pinned when the live heap is measured). The span of
 # simulated time per reply therefore adapts to keep batches near this many events.
 BATCH_EVENTS = 64
+# With lookahead the batch goes to the runner's queue, not into the VM heap (the VM gets what
+# is due at each sleep, whatever the batch): bigger batches only save round trips.
+BATCH_EVENTS_AHEAD = 1024
 MIN_CHUNK_US = 50_000
 IDLE_TICK_S = 1.0  # while idle at the REPL, deliver world events this often (wall seconds)
 RELEASE = "1.29.0"
@@ -666,9 +669,10 @@ class EmulatedBoard:
             self.power_cut(off_us)
             return None
         span = horizon - self.now_us
-        if len(events) > BATCH_EVENTS and span > 0:
-            self._chunk_us = max(MIN_CHUNK_US, span * BATCH_EVENTS // len(events))
-        elif len(events) < BATCH_EVENTS // 4:
+        batch = BATCH_EVENTS_AHEAD if ahead else BATCH_EVENTS
+        if len(events) > batch and span > 0:
+            self._chunk_us = max(MIN_CHUNK_US, span * batch // len(events))
+        elif len(events) < batch // 4:
             self._chunk_us = min(self._span_max_us, self._chunk_us * 2)
         self.now_us = max(self.now_us, reached)
         due, later = events, ""
