@@ -80,6 +80,7 @@ def _day(board_name: str, scenario: str, record: bool = False) -> tuple[dict[str
         "ram_budget_bytes": board.ram_budget,
         "ram_goal_bytes": board.ram_goal,
         "host_round_trips": stats.requests,
+        "i2c_answered_by_runner": stats.i2c_local,
         "events": stats.events,
     }, world
 

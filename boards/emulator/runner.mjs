@@ -39,6 +39,7 @@ const HEAPSIZE = parseInt(args.heapsize || "1048576", 10);
 const MP_ROOT = "/flash";
 
 // ---- protocol ---------------------------------------------------------------------------------
+let i2cLog = []; // I2C transfers answered here, not yet told to the host (see i2cLocal)
 const inBuf = Buffer.alloc(1 << 16);
 let pending = "";
 function readLine() {
@@ -65,6 +66,11 @@ function readLine() {
   }
 }
 function writeAll(s) {
+  if (i2cLog.length) {
+    // The transfers answered here reach the host's device before anything else does.
+    s = JSON.stringify({ i2c: i2cLog }) + "\n" + s;
+    i2cLog = [];
+  }
   const b = Buffer.from(s, "utf8");
   let off = 0;
   while (off < b.length) {
@@ -276,9 +282,98 @@ const SYSCALL_HOOKS = {
   },
 };
 
+// The VM's setjmp/longjmp (nlr_push, about one per Python call) goes through Emscripten's
+// invoke_* trampolines, which in this build look the target up in the function table twice
+// (once for an assertion that the table has not changed) and wrap every export in assertions:
+// a quarter of a busy day's CPU in the runner. These do the same (the table is fixed after
+// start-up, which that assertion checks), with the table cached and the raw exports.
+let wasmExports = null;
+const tableCache = [];
+function tableEntry(i) {
+  return tableCache[i] || (tableCache[i] = wasmExports.__indirect_function_table.get(i));
+}
+function unwound(e, sp) {
+  // A longjmp (Emscripten's EmscriptenSjLj, an EmscriptenEH) lands here; anything else goes on.
+  wasmExports._emscripten_stack_restore(sp);
+  for (let p = e !== null && typeof e === "object" ? Object.getPrototypeOf(e) : null; p; ) {
+    if (p.constructor && p.constructor.name === "EmscriptenEH") {
+      wasmExports.setThrew(1, 0);
+      return;
+    }
+    p = Object.getPrototypeOf(p);
+  }
+  throw e;
+}
+function fastInvoke(name) {
+  const ret = name[7] === "i";
+  return function (index, ...a) {
+    const sp = wasmExports.emscripten_stack_get_current();
+    try {
+      const r = tableEntry(index)(...a);
+      if (ret) return r;
+    } catch (e) {
+      unwound(e, sp);
+    }
+  };
+}
+const FAST_INVOKE = {
+  invoke_ii: (index, a1) => {
+    const sp = wasmExports.emscripten_stack_get_current();
+    try {
+      return tableEntry(index)(a1);
+    } catch (e) {
+      unwound(e, sp);
+    }
+  },
+  invoke_iii: (index, a1, a2) => {
+    const sp = wasmExports.emscripten_stack_get_current();
+    try {
+      return tableEntry(index)(a1, a2);
+    } catch (e) {
+      unwound(e, sp);
+    }
+  },
+  invoke_iiii: (index, a1, a2, a3) => {
+    const sp = wasmExports.emscripten_stack_get_current();
+    try {
+      return tableEntry(index)(a1, a2, a3);
+    } catch (e) {
+      unwound(e, sp);
+    }
+  },
+  invoke_vi: (index, a1) => {
+    const sp = wasmExports.emscripten_stack_get_current();
+    try {
+      tableEntry(index)(a1);
+    } catch (e) {
+      unwound(e, sp);
+    }
+  },
+  invoke_vii: (index, a1, a2) => {
+    const sp = wasmExports.emscripten_stack_get_current();
+    try {
+      tableEntry(index)(a1, a2);
+    } catch (e) {
+      unwound(e, sp);
+    }
+  },
+};
+function fastTrampolines(imports) {
+  for (const ns of Object.keys(imports)) {
+    const o = imports[ns];
+    for (const k of Object.keys(o)) {
+      if (k.startsWith("invoke_") && typeof o[k] === "function") o[k] = FAST_INVOKE[k] || fastInvoke(k);
+    }
+  }
+  return imports;
+}
+
 const origInstantiate = WebAssembly.instantiate;
 WebAssembly.instantiate = function (bin, imports) {
-  return origInstantiate.call(this, bin, wrapImports(imports));
+  return origInstantiate.call(this, bin, fastTrampolines(wrapImports(imports))).then((r) => {
+    wasmExports = (r.instance || r).exports;
+    return r;
+  });
 };
 const { loadMicroPython } = await import("@micropython/micropython-webassembly-pyscript");
 
@@ -347,6 +442,68 @@ function takeDue(ms, us) {
   return due;
 }
 
+// BLE advertising reports cross from the host in runs, ["a", ms, us, hex of packed records]
+// (timed as the first; the record: engine.py ADV_HEADER, then the address and the data). Here
+// each report is one queue entry, ["a", ms, us, record bytes], so a run can be cut at any
+// report; on the way to Python consecutive reports are joined into one run again, which the
+// board layer decodes in place (rom/_vbluetooth.py _adv).
+const ADV_HEAD = 10;
+function unpack(evs) {
+  let out = null;
+  for (let i = 0; i < evs.length; i++) {
+    const ev = evs[i];
+    if (ev[0] !== "a") {
+      if (out) out.push(ev);
+      continue;
+    }
+    if (!out) out = evs.slice(0, i);
+    const b = Buffer.from(ev[3], "hex");
+    for (let off = 0; off < b.length; ) {
+      const end = off + ADV_HEAD + 6 + b[off + 9];
+      out.push(["a", b.readUInt32LE(off), b.readUInt16LE(off + 4), b.subarray(off, end)]);
+      off = end;
+    }
+  }
+  return out || evs;
+}
+// To Python a run goes as ["a", ms, us, k]: the board layer asks for run k (emu.adv_data)
+// when it decodes it, and gets it written into its radio buffer, a bytes object allocated
+// before the heap baseline (rom/_vbluetooth.py), so the firmware's heap sees no blob. Runs
+// are cut to fit the buffer.
+const RADIO_BUF = 4096;
+let radioItems = 0; // address of the radio buffer's bytes in the VM's memory
+let runSeq = 0;
+const runs = new Map(); // k -> the run's records, until the board layer takes it
+function pack(evs) {
+  let out = null;
+  let run = null;
+  let parts = null;
+  let size = 0;
+  const close = () => {
+    runs.set(run[3], Buffer.concat(parts));
+    run = null;
+  };
+  for (let i = 0; i < evs.length; i++) {
+    const ev = evs[i];
+    if (ev[0] === "a") {
+      if (!out) out = evs.slice(0, i);
+      if (run && size + ev[3].length > RADIO_BUF) close();
+      if (!run) {
+        out.push((run = ["a", ev[1], ev[2], runSeq++]));
+        parts = [];
+        size = 0;
+      }
+      parts.push(ev[3]);
+      size += ev[3].length;
+      continue;
+    }
+    if (run) close();
+    if (out) out.push(ev);
+  }
+  if (run) close();
+  return out || evs;
+}
+
 function enqueue(evs) {
   if (!evs.length) return;
   const last = ahead[ahead.length - 1];
@@ -354,6 +511,83 @@ function enqueue(evs) {
   if (last && !notAfter(last, evs[0][1], evs[0][2])) {
     ahead.sort((a, b) => a[1] - b[1] || a[2] - b[2]); // a new scan's adverts, merged in (stable)
   }
+}
+
+// I2C without a round trip (docs/emulator.md "I2C"). With lookahead, the host's answer to a
+// transfer may carry a snapshot of the device: its registers and pointer, and, while a forced
+// conversion runs, when it ends and the data registers and ctrl_meas it leaves behind (the
+// BME280 model: host_tools/atsource/emulator/bme280_model.py). Until the horizon, and until
+// the part next leaves the bus, the device's next transfers are answered here when they only
+// read it or write ctrl_hum or config (the host model does nothing else on those), byte for
+// byte as the host would at that time; each goes into i2cLog, which reaches the host before
+// any other message, so the host's model replays them at their own times and stays exact.
+// Anything else (a ctrl_meas write starts a conversion of the environment at that instant, a
+// soft reset, normal mode) goes to the host.
+const REG_RESET = 0xe0;
+const REG_CTRL_HUM = 0xf2;
+const REG_STATUS = 0xf3;
+const REG_CTRL_MEAS = 0xf4;
+const REG_CONFIG = 0xf5;
+const REG_DATA = 0xf7;
+const i2cSnaps = new Map(); // "bus/addr" -> snapshot
+
+function before(t, m, u) {
+  return m < t[0] || (m === t[0] && u < t[1]);
+}
+
+function i2cTakeSnapshot(q, tail) {
+  const key = q.b + "/" + q.a;
+  if (tail === undefined) {
+    i2cSnaps.delete(key);
+    return;
+  }
+  const w = JSON.parse(tail);
+  i2cSnaps.set(key, {
+    regs: Buffer.from(w.r, "hex"),
+    p: w.p,
+    e: w.e,
+    d: w.d === undefined ? null : Buffer.from(w.d, "hex"),
+    m: w.m,
+    v: w.v,
+    u: w.u,
+  });
+}
+
+function i2cLocal(q) {
+  const s = i2cSnaps.get(q.b + "/" + q.a);
+  if (!s) return null;
+  const [m, u] = q.now;
+  if (!before([hzMs, hzUs], m, u) || (s.u && !before(s.u, m, u))) return null;
+  const w = Buffer.from(q.w, "hex");
+  // A write sets the pointer, then comes in (data, register, data, ...) pairs.
+  let p = w.length ? w[0] : s.p;
+  for (let i = 1, r = p; i < w.length; i += 2) {
+    if (r === REG_RESET || r === REG_CTRL_MEAS) return null;
+    if (i + 1 < w.length) r = w[i + 1];
+  }
+  for (let i = 1; i < w.length; i += 2) {
+    if (p === REG_CTRL_HUM) s.regs[p] = w[i] & 0x07;
+    else if (p === REG_CONFIG) s.regs[p] = w[i] & 0xfd;
+    if (i + 1 < w.length) p = w[i + 1];
+  }
+  const n = q.r;
+  const out = Buffer.alloc(n);
+  if (n) {
+    const done = s.e !== undefined && !before(s.e, m, u);
+    const status = (s.e !== undefined && !done ? 0x08 : 0) | (s.v && before(s.v, m, u) ? 0x01 : 0);
+    for (let i = 0; i < n; i++) {
+      const r = (p + i) & 0xff;
+      if (r === REG_STATUS) out[i] = status;
+      else if (done && r >= REG_DATA && r < REG_DATA + 8) out[i] = s.d[r - REG_DATA];
+      else if (done && r === REG_CTRL_MEAS) out[i] = s.m;
+      else out[i] = s.regs[r];
+    }
+    p = (p + n) & 0xff;
+  }
+  if (w.length || n) s.p = p;
+  i2cLog.push([q.b, q.a, m, u, q.w, n]);
+  const cost = Math.floor(((1 + w.length + (n ? 1 + n : 0)) * 9 * 1000000) / Math.max(1, q.f ?? 100000));
+  return '[1, "' + out.toString("hex") + '", ' + cost + "]";
 }
 
 // Ask the host; "!" (an interrupt pending) is passed on to the VM.
@@ -390,7 +624,7 @@ function sleep(q) {
     const watchdogOk = q.wd === undefined || tm < q.wd || (tm === q.wd && tu === 0);
     if (withinHorizon && watchdogOk && heapMax <= peakSent) {
       events.push(...takeDue(tm, tu));
-      return [tm, tu, events];
+      return [tm, tu, pack(events)];
     }
     const fwd = { ...q, now };
     delete fwd.h;
@@ -406,11 +640,13 @@ function sleep(q) {
     const r = JSON.parse(ask(JSON.stringify(fwd), interrupted));
     if (r.length > 5) {
       [hzMs, hzUs] = [r[3], r[4]];
-      if (r[5]) enqueue(JSON.parse(r[5]));
+      if (r[5]) enqueue(unpack(JSON.parse(r[5])));
     }
-    events.push(...takeDue(r[0], r[1]), ...r[2]);
+    events.push(...takeDue(r[0], r[1]), ...unpack(r[2]));
     now = [r[0], r[1]];
-    if (interrupted.hit || r[0] > tm || (r[0] === tm && r[1] >= tu)) return [r[0], r[1], events];
+    if (interrupted.hit || r[0] > tm || (r[0] === tm && r[1] >= tu)) {
+      return [r[0], r[1], pack(events)];
+    }
   }
 }
 
@@ -438,22 +674,29 @@ const emu = {
         ahead = ahead.filter(
           (ev) => ev[0] !== "d" && (ev[0] !== "a" || ev[1] < ms || (ev[1] === ms && ev[2] < us)),
         );
-        enqueue(JSON.parse(ask(line, interrupted)));
+        enqueue(unpack(JSON.parse(ask(line, interrupted))));
         return "[]";
       }
       case "events":
       case "io": {
         const answer = ask(line, interrupted);
-        if (!ahead.length || answer.charCodeAt(0) !== 91) return answer;
+        if (answer.charCodeAt(0) !== 91) return answer;
+        if (!ahead.length && answer.indexOf('["a",') < 0) return answer;
         // [ms, us, events, ...]: what was queued and is due comes first
         const r = JSON.parse(answer);
-        const due = takeDue(r[0], r[1]);
-        if (!due.length) return answer;
-        r[2] = due.concat(r[2]);
+        r[2] = pack(takeDue(r[0], r[1]).concat(unpack(r[2])));
         return JSON.stringify(r);
       }
+      case "i2c": {
+        const local = i2cLocal(q);
+        if (local !== null) return local;
+        const answer = ask(line, interrupted);
+        const tab = answer.indexOf("\t");
+        i2cTakeSnapshot(q, tab < 0 ? undefined : answer.slice(tab + 1));
+        return tab < 0 ? answer : answer.slice(0, tab);
+      }
       default:
-        return ask(line, interrupted); // answers without time (an I2C transfer, a pin level...)
+        return ask(line, interrupted); // answers without time (a pin level, an ADC...)
     }
   },
   // Bytes cross as hex strings both ways: strings convert by value, while Python bytes would
@@ -471,6 +714,22 @@ const emu = {
     const c = encrypt ? crypto.createCipheriv(algo, k, u8(iv)) : crypto.createDecipheriv(algo, k, u8(iv));
     c.setAutoPadding(false);
     return Buffer.concat([c.update(u8(data)), c.final()]).toString("hex");
+  },
+  // The radio: run k of advertising reports written into the board layer's buffer (see
+  // pack); its length. At boot, -id(buffer) says where the buffer is: a bytes object, whose
+  // length and data pointer follow its type and hash (py/objstr.h mp_obj_str_t, wasm32).
+  adv_data(k) {
+    const mem = Module.HEAPU8;
+    if (k < 0) {
+      const dv = new DataView(mem.buffer);
+      if (dv.getUint32(-k + 8, true) !== RADIO_BUF) throw new Error("radio buffer not found");
+      radioItems = dv.getUint32(-k + 12, true);
+      return 0;
+    }
+    const b = runs.get(k);
+    runs.delete(k);
+    mem.set(b, radioItems);
+    return b.length;
   },
   // Bytes the VM's stdin already took from the host but the program has not read yet
   // (select.poll must see them as ready).

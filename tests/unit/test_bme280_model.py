@@ -527,3 +527,45 @@ def test_adafruit_driver_rejects_a_wrong_chip_id(
     assert read_reg(model, 0xD0, 1, T0) == b"\x58"
     with pytest.raises(RuntimeError, match="Chip ID 0x58"):
         basic.Adafruit_BME280_I2C(BusioI2C(model, clock), address=0x76)
+
+
+def _view(snap: dict, t_us: int) -> bytes:
+    """The registers as the emulator's runner answers them from a snapshot at t_us."""
+    regs = bytearray(snap["regs"])
+    done = "end_us" in snap and t_us >= snap["end_us"]
+    regs[0xF3] = (0x08 if "end_us" in snap and not done else 0) | (
+        0x01 if t_us < snap["nvm_until_us"] else 0
+    )
+    if done:
+        regs[0xF7:0xFF] = snap["data"]
+        regs[0xF4] = snap["ctrl_meas"]
+    return bytes(regs)
+
+
+@pytest.mark.parametrize("meas", [0x25, 0x26, 0x49, 0xB5, 0x01])
+def test_snapshot_says_what_reads_will_answer(meas: int) -> None:
+    # The runner answers reads from the snapshot taken after a transfer: at every later time
+    # (before, at and after the conversion's end, during the NVM copy) the model agrees.
+    m = Bme280Model(environment=lambda t: (15.0 + t / 1e7, 40.0 + t / 1e8, 99_000.0 + t / 1e4))
+    m.write(bytes([0xE0, 0xB6]), 1_000)
+    m.write(bytes([0xF2, 0x03]), 1_500)
+    m.write(bytes([0xF4, meas]), 2_000)
+    snap = m.snapshot()
+    assert snap is not None and snap["pointer"] == 0xF4
+    assert ("end_us" in snap) == bool(meas & 0x03)
+    for t in (2_000, 2_999, 3_000, 5_000, 9_999, 10_000, 40_000, 1_000_000):
+        twin = Bme280Model(environment=m.environment)
+        for w, at in (([0xE0, 0xB6], 1_000), ([0xF2, 0x03], 1_500), ([0xF4, meas], 2_000)):
+            twin.write(bytes(w), at)
+        twin.write(b"\x00", t)
+        assert twin.read(256, t) == _view(snap, t), t
+
+
+def test_no_snapshot_in_normal_mode_or_when_absent() -> None:
+    m = Bme280Model()
+    m.write(bytes([0xF4, 0x27]), 0)
+    assert m.snapshot() is None
+    m.write(bytes([0xF4, 0x00]), 10)
+    assert m.snapshot() is not None
+    m.present = False
+    assert m.snapshot() is None

@@ -20,6 +20,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import astuple, dataclass
 from functools import lru_cache
+from typing import Any
 
 Environment = Callable[[int], tuple[float, float, float]]
 """``(t_us) -> (temperature_c, humidity_rh, pressure_pa)``."""
@@ -479,26 +480,56 @@ class Bme280Model:
         regs[REG_STATUS] = status
 
     def _latch(self, env: tuple[float, float, float]) -> None:
+        self._regs[REG_DATA : REG_DATA + 8] = self._result(env)
+
+    def _result(self, env: tuple[float, float, float]) -> bytes:
+        """The data registers a conversion of ``env`` leaves, with the current settings."""
         osrs_t, osrs_p, osrs_h = self._settings()
         # The ADCs are converted even when a result is skipped: pressure and humidity need the
         # true t_fine, which the host recomputes from adc_T.
         adc_t, adc_p, adc_h = raw_from_environment(*env, self.calibration)
-        self._set_data(
+        return _data_bytes(
             adc_t if osrs_t else SKIPPED_20BIT,
             adc_p if osrs_p else SKIPPED_20BIT,
             adc_h if osrs_h else SKIPPED_16BIT,
         )
 
     def _set_data(self, adc_t: int, adc_p: int, adc_h: int) -> None:
-        self._regs[REG_DATA : REG_DATA + 8] = bytes(
-            (
-                adc_p >> 12,
-                (adc_p >> 4) & 0xFF,
-                (adc_p & 0x0F) << 4,
-                adc_t >> 12,
-                (adc_t >> 4) & 0xFF,
-                (adc_t & 0x0F) << 4,
-                adc_h >> 8,
-                adc_h & 0xFF,
-            )
+        self._regs[REG_DATA : REG_DATA + 8] = _data_bytes(adc_t, adc_p, adc_h)
+
+    # -- what the chip will answer, for the emulator's runner ----------------------------------
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """The chip's answers from now on, as long as only reads and writes of ctrl_hum and
+        config reach it: None in normal mode (its registers follow the environment).
+
+        ``regs`` (the 256 registers now), ``pointer``, and, while a forced conversion runs,
+        ``end_us`` with the ``data`` registers and the ``ctrl_meas`` value it leaves behind
+        (the environment was taken when it started); ``nvm_until_us`` while the NVM copy after
+        a soft reset lasts. The status register follows from these and the time. Exactly what
+        ``read`` would answer (tests/unit/test_bme280_model.py checks it against the model).
+        """
+        if not self._present or self._regs[REG_CTRL_MEAS] & 0x03 == MODE_NORMAL:
+            return None
+        snap: dict[str, Any] = {"regs": bytes(self._regs), "pointer": self._pointer}
+        if self._conv_start is not None:
+            snap["end_us"] = self._conv_start + measurement_time_us(*self._settings())
+            snap["data"] = self._result(self._conv_env)
+            snap["ctrl_meas"] = self._regs[REG_CTRL_MEAS] & 0xFC
+        snap["nvm_until_us"] = self._nvm_until
+        return snap
+
+
+def _data_bytes(adc_t: int, adc_p: int, adc_h: int) -> bytes:
+    return bytes(
+        (
+            adc_p >> 12,
+            (adc_p >> 4) & 0xFF,
+            (adc_p & 0x0F) << 4,
+            adc_t >> 12,
+            (adc_t >> 4) & 0xFF,
+            (adc_t & 0x0F) << 4,
+            adc_h >> 8,
+            adc_h & 0xFF,
         )
+    )

@@ -13,6 +13,7 @@ import json
 import os
 import queue
 import selectors
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +37,9 @@ CHUNK_US = 60_000_000  # at most this much simulated time per answer, to bound e
 # conservative GC, can leave some of it pinned when the live heap is measured). The span of
 # simulated time per reply therefore adapts to keep batches near this many events.
 BATCH_EVENTS = 64
+# With lookahead the batch goes to the runner's queue, not into the VM heap (the VM gets what
+# is due at each sleep, whatever the batch): bigger batches only save round trips.
+BATCH_EVENTS_AHEAD = 1024
 MIN_CHUNK_US = 50_000
 IDLE_TICK_S = 1.0  # while idle at the REPL, deliver world events this often (wall seconds)
 RELEASE = "1.29.0"
@@ -53,6 +57,12 @@ ESP32_ROM = {1: "POWERON_RESET", 3: "RTCWDT_SYS_RESET", 5: "DEEPSLEEP_RESET", 12
 
 
 _GONE = object()  # an I/O request whose board reset or stopped while it waited
+
+# One BLE advertising report on the wire (docs/emulator.md "Events on the wire"): time since
+# boot (ms, us), addr_type, adv_type, rssi, the data's length, then the 6 address bytes and the
+# data. Consecutive reports travel as one item, ["a", ms, us, hex of the records] (the time of
+# the first), in a batch.
+ADV_HEADER = struct.Struct("<IHBBbB")
 
 
 class EmulatorError(DeviceError):
@@ -72,7 +82,8 @@ class RunStats:
     heap_peak: int = 0  # bytes of live heap the firmware held after a step (stepped entry)
     heap_samples: int = 0
     heap_peak_t_us: int = 0
-    requests: int = 0
+    requests: int = 0  # host round trips (requests the runner did not answer itself)
+    i2c_local: int = 0  # I2C transfers the runner answered from a device snapshot
     events: int = 0
     wall_s: float = 0.0
     sim_us: int = 0
@@ -586,6 +597,8 @@ class EmulatedBoard:
             # A request may wait on the outside world (stdin, a socket): that is not the
             # firmware stalling.
             self._last_msg_wall = self._board_s()
+        elif "i2c" in msg:
+            self._i2c_replay(msg["i2c"])
         elif "kbd" in msg:
             self._kbd_intr = int(msg["kbd"])
         elif "idle" in msg:
@@ -656,9 +669,10 @@ class EmulatedBoard:
             self.power_cut(off_us)
             return None
         span = horizon - self.now_us
-        if len(events) > BATCH_EVENTS and span > 0:
-            self._chunk_us = max(MIN_CHUNK_US, span * BATCH_EVENTS // len(events))
-        elif len(events) < BATCH_EVENTS // 4:
+        batch = BATCH_EVENTS_AHEAD if ahead else BATCH_EVENTS
+        if len(events) > batch and span > 0:
+            self._chunk_us = max(MIN_CHUNK_US, span * batch // len(events))
+        elif len(events) < batch // 4:
             self._chunk_us = min(self._span_max_us, self._chunk_us * 2)
         self.now_us = max(self.now_us, reached)
         due, later = events, ""
@@ -670,10 +684,10 @@ class EmulatedBoard:
                 n -= 1
             if n < len(events):
                 due = events[:n]
-                later = json.dumps(events[n:], separators=(",", ":"))
+                later = json.dumps(_wire(events[n:]), separators=(",", ":"))
         self._sent_us = max(self._sent_us, horizon)
         ans = json.dumps(
-            [*self._since_boot(self.now_us), due, *self._since_boot(horizon), later],
+            [*self._since_boot(self.now_us), _wire(due), *self._since_boot(horizon), later],
             separators=(",", ":"),
         )
         if self._interrupt:
@@ -699,7 +713,7 @@ class EmulatedBoard:
             self.now_us = cut[0]
             self.power_cut(cut[1])
             return None
-        return json.dumps([*self._since_boot(self.now_us), events], separators=(",", ":"))
+        return json.dumps([*self._since_boot(self.now_us), _wire(events)], separators=(",", ":"))
 
     def _events(self, until_us: int) -> tuple[list[list[Any]], tuple[int, int] | None]:
         """World events up to until_us, encoded for the VM; stops at a power cut."""
@@ -711,16 +725,21 @@ class EmulatedBoard:
         """Events encoded for the VM, with the end of a timed scan; stops at a power cut."""
         out: list[list[Any]] = []
         scan_end = self._scan_end_us
+        boot, pack = self._boot_us, ADV_HEADER.pack
         for ev in raw:
             t = ev[1]
             if scan_end is not None and scan_end <= t:
                 out.append(["d", *self._since_boot(scan_end)])
                 scan_end = self._scan_end_us = None
             kind = ev[0]
-            if kind == "pin":
+            if kind == "adv":  # most events on a busy day: _advert, inlined
+                ms, us = divmod(max(0, t - boot), 1000)
+                data = ev[6]
+                out.append(
+                    ["a", ms, us, pack(ms, us, ev[2], ev[4], ev[5], len(data)) + ev[3] + data]
+                )
+            elif kind == "pin":
                 out.append(["p", *self._since_boot(t), ev[2], ev[3]])
-            elif kind == "adv":
-                out.append(self._advert(ev))
             elif kind == "net":
                 self._set_net(bool(ev[2]))
                 out.append(["n", *self._since_boot(t), 1 if ev[2] else 0])
@@ -735,8 +754,12 @@ class EmulatedBoard:
         return out, None
 
     def _advert(self, ev: Event) -> list[Any]:
-        return ["a", *self._since_boot(ev[1]), ev[2], bytes(ev[3]).hex(), ev[4], ev[5],
-                bytes(ev[6]).hex()]  # fmt: skip
+        """["a", ms, us, record]: one report, packed for the wire (ADV_HEADER)."""
+        d = max(0, ev[1] - self._boot_us)
+        ms, us = d // 1000, d % 1000
+        data = ev[6]
+        rec = ADV_HEADER.pack(ms, us, ev[2], ev[4], ev[5], len(data)) + ev[3] + data
+        return ["a", ms, us, rec]
 
     def _heap_sample(self, h: int, n: int = 1) -> None:
         self.stats.heap_samples += n
@@ -754,21 +777,54 @@ class EmulatedBoard:
         return json.dumps(self.world.pin_level(q["pin"], self.now_us))
 
     def _q_i2c(self, q: dict[str, Any]) -> str:
-        dev = self.world.i2c_device(q["b"], q["a"])
-        w = bytes.fromhex(q["w"])
-        n = q["r"]
+        w, n = bytes.fromhex(q["w"]), q["r"]
         # Bus time: address byte plus data bytes, 9 clocks each, at the bus frequency.
         cost = (1 + len(w) + (1 + n if n else 0)) * 9 * 1_000_000 // max(1, q.get("f", 100000))
+        ok, data = self._i2c(q["b"], q["a"], w, n, self.now_us)
+        ans = json.dumps([1, data.hex(), cost]) if ok else json.dumps([0, "", cost])
+        if not (self.lookahead and self.speed is None and self.serial is None):
+            return ans
+        # With lookahead, the runner answers the device's next transfers itself while they
+        # only read it (or write ctrl_hum or config): the answer carries what the device will
+        # say, after a tab (docs/emulator.md "I2C").
+        dev = self.world.i2c_device(q["b"], q["a"])
+        snapshot = getattr(dev, "snapshot", None)
+        snap = snapshot(self.now_us) if snapshot is not None and ok else None
+        if snap is None:
+            return ans
+        wire: dict[str, Any] = {"r": snap["regs"].hex(), "p": snap["pointer"]}
+        if "end_us" in snap:
+            wire["e"] = self._since_boot(snap["end_us"])
+            wire["d"] = snap["data"].hex()
+            wire["m"] = snap["ctrl_meas"]
+        if snap["nvm_until_us"] > self.now_us:
+            wire["v"] = self._since_boot(snap["nvm_until_us"])
+        if snap.get("until_us") is not None:
+            wire["u"] = self._since_boot(snap["until_us"])
+        return ans + "\t" + json.dumps(wire, separators=(",", ":"))
+
+    def _i2c(self, bus: int, addr: int, w: bytes, n: int, t_us: int) -> tuple[bool, bytes]:
+        """One transfer at t_us: (acknowledged, bytes read)."""
+        dev = self.world.i2c_device(bus, addr)
         present_at = getattr(dev, "present_at", None)
-        if dev is None or not (present_at(self.now_us) if present_at else dev.present):
-            return json.dumps([0, "", cost])
+        if dev is None or not (present_at(t_us) if present_at else dev.present):
+            return False, b""
         try:
             if w:
-                dev.write(w, self.now_us)
-            data = dev.read(n, self.now_us) if n else b""
+                dev.write(w, t_us)
+            data = dev.read(n, t_us) if n else b""
         except OSError:
-            return json.dumps([0, "", cost])  # the device let go of the bus: a NACK
-        return json.dumps([1, data.hex(), cost])
+            return False, b""  # the device let go of the bus: a NACK
+        return True, data
+
+    def _i2c_replay(self, log: list[list[Any]]) -> None:
+        """Transfers the runner answered from a snapshot: the device sees them now, each at
+        its own time, so its state is what it would have been."""
+        for bus, addr, ms, us, w, n in log:
+            t = self._boot_us + ms * 1000 + us
+            self.now_us = max(self.now_us, t)
+            self._i2c(bus, addr, bytes.fromhex(w), n, t)
+            self.stats.i2c_local += 1
 
     def _q_i2cscan(self, q: dict[str, Any]) -> str:
         found = []
@@ -814,7 +870,7 @@ class EmulatedBoard:
             out.append(["d", *self._since_boot(self._scan_end_us)])
             self._scan_end_us = None
         self.stats.events += len(out)
-        return json.dumps(out, separators=(",", ":"))
+        return json.dumps(_wire(out), separators=(",", ":"))
 
     def _q_wdt(self, q: dict[str, Any]) -> str:
         self._wdt_deadline_us = self._boot_us + q["w"] * 1000
@@ -886,7 +942,9 @@ class EmulatedBoard:
         if self._wdt_deadline_us is not None and self._wdt_deadline_us < self.now_us:
             self._restart("wdt")  # blocked on I/O without feeding the watchdog
             return None
-        ans = json.dumps([*self._since_boot(self.now_us), events, result], separators=(",", ":"))
+        ans = json.dumps(
+            [*self._since_boot(self.now_us), _wire(events), result], separators=(",", ":")
+        )
         if self._interrupt:
             self._interrupt = False
             return "!" + ans
@@ -1102,6 +1160,27 @@ class EmulatedBoard:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _wire(events: list[list[Any]]) -> list[Any]:
+    """Events as they cross to the VM: each run of adverts becomes one item,
+    ["a", ms, us, hex of the records], timed as its first."""
+    out: list[Any] = []
+    run: list[Any] = []
+    for ev in events:
+        if ev[0] == "a":
+            if not run:
+                run = ["a", ev[1], ev[2], []]
+                out.append(run)
+            run[3].append(ev[3])
+            continue
+        if run:
+            run[3] = b"".join(run[3]).hex()
+            run = []
+        out.append(ev)
+    if run:
+        run[3] = b"".join(run[3]).hex()
+    return out
 
 
 def parse_duration(text: str) -> int:

@@ -19,6 +19,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from .scenario import DAY_US, US, People, Scenario, mix64
@@ -47,6 +48,7 @@ _MODELS = ("Pixel-7", "Galaxy S21", "iPhone", "Redmi Note 12", "moto g54", "OneP
 _FIRST_NAMES = ("Mara", "Jonas", "Aisha", "Luca", "Noor", "Pedro", "Mei", "Oskar", "Ines")
 _OPT_OUT_SUFFIXES = ("_nomap", "_nomap", "_nomap", "_optout")
 _INF = 1 << 62
+_MASK64 = (1 << 64) - 1
 
 
 # --- population --------------------------------------------------------------------------------
@@ -453,36 +455,50 @@ class _Airwaves:
         self._heap = heap
 
     def _run(self, y: int, duty: float, out: list[Event]) -> None:
+        # The hot loop of a crowded day (one pass per advert sent, caught or not): advert()
+        # and mix64() are inlined, and a caught or missed advert's successor replaces it in
+        # the heap in one sift (the heap holds one entry per phone, so the order adverts come
+        # out in is the same).
         heap, phones, arrivals, n = self._heap, self.phones, self.arrivals, len(self.arrivals)
         accept = int(duty * (1 << 20))
         span = 2 * RSSI_JITTER_DB + 1
+        reported, names = self.reported, self.reported_names
+        heappop, heapreplace, m64 = heapq.heappop, heapq.heapreplace, _MASK64
+        nxt = self._next
+        ta = arrivals[nxt] if nxt < n else _INF
         while True:
-            ta = arrivals[self._next] if self._next < n else _INF
             th = heap[0][0] if heap else _INF
             if ta <= th:
                 if ta > y:
-                    return
-                i = self._next
-                self._admit(i)
-                self._next += 1
-                t, h = phones[i].advert(0)
-                heapq.heappush(heap, (t, i, 0, h))
+                    break
+                self._admit(nxt)
+                t, h = phones[nxt].advert(0)
+                heapq.heappush(heap, (t, nxt, 0, h))
+                nxt += 1
+                ta = arrivals[nxt] if nxt < n else _INF
                 continue
             if th > y:
-                return
-            t, i, k, h = heapq.heappop(heap)
+                break
+            t, i, k, h = heap[0]
             ph = phones[i]
             if t >= ph.departure_us:
+                heappop(heap)
                 continue
             if (h >> 20) & 0xFFFFF < accept:  # the scanner's duty cycle caught this advert
                 addr, addr_type = ph.address_at(t)
-                rssi = ph.rssi + (h >> 40) % span - RSSI_JITTER_DB
-                out.append(("adv", t, addr_type, addr, ADV_IND, rssi, ph.adv_data))
-                self.reported.add(addr)
+                out.append(("adv", t, addr_type, addr, ADV_IND,
+                            ph.rssi + (h >> 40) % span - RSSI_JITTER_DB, ph.adv_data))  # fmt: skip
+                reported.add(addr)
                 if ph.name is not None:
-                    self.reported_names.add(ph.name)
-            t, h = ph.advert(k + 1)
-            heapq.heappush(heap, (t, i, k + 1, h))
+                    names.add(ph.name)
+            k += 1
+            x = (ph.key + k + 0x9E3779B97F4A7C15) & m64  # mix64(ph.key + k), as advert(k)
+            x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & m64
+            x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & m64
+            h = x ^ (x >> 31)
+            t = ph.first_adv_us + k * ph.interval_us + ((h & 0xFFFFF) * ph.jitter_us >> 20)
+            heapreplace(heap, (t, i, k, h))
+        self._next = nxt
 
 
 # --- the sensor on the bus ---------------------------------------------------------------------
@@ -526,6 +542,19 @@ class FaultableDevice:
     def read(self, n: int, t_us: int) -> bytes:
         self._sync(t_us)
         return self.model.read(n, t_us)
+
+    def snapshot(self, t_us: int) -> dict[str, Any] | None:
+        """The model's snapshot (``Bme280Model.snapshot``), valid until the part next leaves
+        the bus (``until_us``); None while it is away or when the model gives none."""
+        snap = getattr(self.model, "snapshot", None)
+        if snap is None or not self.present_at(t_us):
+            return None
+        s: dict[str, Any] | None = snap()
+        if s is not None:
+            i = bisect.bisect_right(self._starts, t_us)
+            if i < len(self._starts):
+                s["until_us"] = self._starts[i]
+        return s
 
 
 def _bme280_factory(address: int) -> Any:
@@ -626,7 +655,8 @@ class ScenarioWorld:
             return static
         if not static:
             return adverts
-        return list(heapq.merge(static, adverts, key=lambda e: e[1]))
+        # Two sorted runs, merged by a stable sort in C (ties: the static event first).
+        return sorted(static + adverts, key=itemgetter(1))
 
     def next_turn_after(self, t_us: int) -> int | None:
         """When the next outage or power cut begins or ends after t_us (None: no more). The
