@@ -141,3 +141,17 @@ def test_i2c_answered_in_the_runner_as_the_host_would(board: str, tmp_path: Path
     for lines, local in ahead:
         assert lines == off
         assert local > 36 * 10
+
+
+def test_the_bench_world_answers_the_bme280_from_the_runner_too(tmp_path: Path) -> None:
+    # No scenario: the desk's BME280 is the model itself, asked for snapshots like a
+    # scenario's part (a TypeError here once stopped `atsource emulate` without --scenario).
+    b = load_board("pico-w")
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    prepare_flash(b, flash, firmware=paths.FIRMWARE)
+    emu = EmulatedBoard(b, flash, world=make_world(b, None, 1, None), seed=1, entry="sensor.app")
+    emu.run(duration_us=20 * 60 * 1_000_000)
+    lines = [line for _, line in emu.lines]
+    assert any(line.startswith("win ") and " env " in line for line in lines), lines[-20:]
+    assert emu.stats.i2c_local > 0

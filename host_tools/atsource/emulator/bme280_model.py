@@ -499,9 +499,11 @@ class Bme280Model:
 
     # -- what the chip will answer, for the emulator's runner ----------------------------------
 
-    def snapshot(self) -> dict[str, Any] | None:
+    def snapshot(self, t_us: int | None = None) -> dict[str, Any] | None:
         """The chip's answers from now on, as long as only reads and writes of ctrl_hum and
-        config reach it: None in normal mode (its registers follow the environment).
+        config reach it: None in normal mode (its registers follow the environment). ``t_us``
+        is accepted for a part used directly as a world's device (the bench world's, always
+        on the bus): the snapshot is the same whenever it is taken, until the next transfer.
 
         ``regs`` (the 256 registers now), ``pointer``, and, while a forced conversion runs,
         ``end_us`` with the ``data`` registers and the ``ctrl_meas`` value it leaves behind
