@@ -45,6 +45,12 @@ class _Recorder:
         self.adverts += [e for e in evs if e[0] == "adv"]
         return evs
 
+    # Defined here, not only forwarded: the engine deals ahead (lookahead) only for a world
+    # whose class has both methods, and the bench measures the run as a user's would be.
+    def next_turn_after(self, t_us: int) -> int | None:
+        turn: int | None = self._world.next_turn_after(t_us)
+        return turn
+
     def adverts_between(self, lo_us: int, hi_us: int) -> list[tuple[Any, ...]]:
         evs = self._world.adverts_between(lo_us, hi_us)
         self.adverts += evs
