@@ -21,6 +21,9 @@ class Board:
     ram_budget: int  # bytes of heap our firmware may use (hard limit)
     ram_goal: int
     heap_total: int  # heap a real board offers MicroPython after boot
+    # Where that heap lies in the board's address space (docs/emulator.md, "Where the heap
+    # lies"): the emulator puts its heap there too.
+    heap_start: int
     flash_size: int
     fs_size: int
     fs_block_size: int
@@ -61,6 +64,7 @@ def load_board(name: str) -> Board:
             ram_budget=int(raw["ram_budget"]),
             ram_goal=int(raw["ram_goal"]),
             heap_total=int(raw["heap_total"]),
+            heap_start=int(raw["heap_start"]),
             flash_size=int(raw["flash_size"]),
             fs_size=int(raw["fs_size"]),
             fs_block_size=int(raw["fs_block_size"]),

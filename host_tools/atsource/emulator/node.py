@@ -68,6 +68,7 @@ class NodeVM:
             f"--fs_block={board.fs_block_size}",
             f"--machine={board.machine}",
             f"--heapsize={heapsize}",
+            f"--heap_start={board.heap_start}",
         ]
         self.proc = subprocess.Popen(
             argv,
