@@ -109,3 +109,39 @@ def test_an_unprovisioned_board_prints_their_bench_lines(tmp_path: Path) -> None
     air = [x for x in lines if re.match(r"win \S+ air pm1_mean=\d+ pm2_5_mean=\d+ .*", x)]
     assert len(noise) >= 1 and len(air) >= 1, "\n".join(lines[-30:])
     assert not any(x.startswith("rel ") for x in lines)  # bench: nothing is released
+
+
+@pytest.mark.parametrize("board", ["esp32-devkitc", "pico-w"])
+def test_all_seven_streams_with_mqtt_over_tls_stay_in_the_ram_budget(
+    board: str, tmp_path: Path
+) -> None:
+    # The heaviest configuration the framework offers: every stream on, the firmware's own
+    # MQTT client over TLS to a real Mosquitto. The engine stops a board whose live heap
+    # passes the board's ram_budget (docs/sensors.md "RAM" gives the day's figures).
+    from servers import free_port, make_ca, start_mosquitto, stop, tls_listener
+
+    b = load_board(board)
+    ca, cert, key = make_ca(tmp_path)
+    port = free_port()
+    broker = start_mosquitto(tmp_path, *tls_listener(port, ca, cert, key))
+    try:
+        flash = tmp_path / "flash"
+        flash.mkdir()
+        up = {"transport": "mqtt", "url": f"mqtts://localhost:{port}", "topic": "t/up"}
+        up["ca"] = ca.read_text()
+        provision_flash(b, flash, b"\1\2\3\4\1", b"k" * 16, b"i" * 13, wifi=WIFI, sensors=ON,
+                        uplink=up)  # fmt: skip
+        pol = host.load_policy(paths.ROOT / "policies" / "street-full.json")
+        assert set(pol["streams"]) >= {"env", "doorway", "motion", "ble", "noise", "air"}
+        (flash / "policy.json").write_bytes(host.canonical(pol))
+        world = make_world(b, "plaza", 1, None)
+        emu = EmulatedBoard(b, flash, world=world, seed=1, entry="sensor.app")
+        stats = emu.run(duration_us=2 * HOUR + 60 * US)  # raises past the budget
+    finally:
+        stop(broker)
+    lines = [line for _, line in emu.lines]
+    assert sum(x.startswith("rel noise") for x in lines) >= 7, lines[-20:]
+    assert sum(x.startswith("rel air") for x in lines) >= 7
+    assert 0 < stats.heap_peak <= b.ram_budget
+    # Delivered: the broker acknowledged every frame, so none waits on flash.
+    assert not (flash / "outbox.log").exists() or (flash / "outbox.log").stat().st_size <= 8
