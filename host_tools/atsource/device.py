@@ -107,6 +107,34 @@ def _open_error(port: str) -> str:
     return "failed to open"
 
 
+# How long a lock this process itself took may stay held by a child it started (see
+# Device._open): generous, since only a starved child holds it that long.
+OWN_LOCK_WAIT_S = 60.0
+
+
+def _is_lock_error(low: str) -> bool:
+    return "lock" in low or "busy" in low or "resource temporarily" in low
+
+
+def locked_by_this_process(port: str) -> bool:
+    """Whether the exclusive lock on ``port`` is one this process took (``/proc/locks`` names
+    the process that took a flock, not the ones that inherited it). Linux only; False
+    elsewhere or when it cannot tell."""
+    try:
+        ino = str(os.stat(port).st_ino)
+        with open("/proc/locks") as f:
+            rows = f.read().splitlines()
+    except OSError:
+        return False
+    me = str(os.getpid())
+    for row in rows:
+        # "1: FLOCK  ADVISORY  WRITE 4242 00:19:5 0 EOF" (a waiter's row has "->" after the id)
+        f = row.split()
+        if len(f) >= 6 and f[1] == "FLOCK" and f[4] == me and f[5].rsplit(":", 1)[-1] == ino:
+            return True
+    return False
+
+
 class _Transport(SerialTransport):
     """mpremote's serial transport, waiting by the board's clock (``boardtime``): an emulated
     board is not declared dead because the machine is busy. For an emulated board it also
@@ -197,7 +225,9 @@ class Device:
     # ---- connection --------------------------------------------------------------------------
     def _open(self, port: str, baudrate: int, retries: int) -> _Transport:
         last = ""
-        for attempt in range(retries + 1):
+        attempt = 0
+        own_lock_until = time.monotonic() + OWN_LOCK_WAIT_S
+        while True:
             try:
                 return _Transport(port, baudrate)
             except TransportError:
@@ -207,7 +237,17 @@ class Device:
             except OSError as e:
                 last = e.strerror or str(e)
             low = last.lower()
-            if "lock" in low or "busy" in low or "resource temporarily" in low:
+            if _is_lock_error(low):
+                if time.monotonic() < own_lock_until and (
+                    locked_by_this_process(port) or not _is_lock_error(_open_error(port).lower())
+                ):
+                    # Our own last connection, still held by a child we started meanwhile
+                    # (an emulated board's VM respawned after a reset: between fork and exec
+                    # it holds a copy of every descriptor, and with it the lock), or a lock
+                    # gone since: try again. The child lets go when it execs; on a busy
+                    # machine that can take a while. Not "busy".
+                    time.sleep(0.05)
+                    continue
                 raise DeviceError(
                     f"port busy: {port} is open in another program (close mpremote, screen or "
                     "the serial monitor using it)"
@@ -220,9 +260,10 @@ class Device:
                 )
             if "connection refused" in low:
                 raise DeviceError(f"no board is serving {port} (connection refused)")
-            if attempt < retries:
-                time.sleep(0.3)
-        raise DeviceError(f"cannot open {port}: {last}")
+            if attempt >= retries:
+                raise DeviceError(f"cannot open {port}: {last}")
+            attempt += 1
+            time.sleep(0.3)
 
     def _enter(self, soft_reset: bool, retries: int) -> None:
         """Interrupt whatever runs (Ctrl-C) and enter the raw REPL, as mpremote does."""
