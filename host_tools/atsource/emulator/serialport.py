@@ -150,6 +150,11 @@ class SerialBridge:
                 sel.register(f, selectors.EVENT_READ)
             for key, _ in sel.select(timeout):
                 got += self._read(key.fileobj)
+        if self._master is not None and not self._pty_open():
+            # Closed right after writing (a tool that sends a command and leaves): what it
+            # wrote is still in the pty and reaches the board, as bytes on a UART would.
+            # With nothing left, a hung-up pty reads EIO (nothing).
+            got += self._read(self._master)
         if not got:
             # A lone Ctrl-E (paste mode) or Ctrl-E A was not the raw-paste request after all.
             held, self._held = self._held, b""
