@@ -51,10 +51,14 @@ def _remove(path):
         pass
 
 
-def _fix():
+def _fix(name, ob):
+    # A rare path (sensor/outboxfix.py): loaded for this call, forgotten after, even if it fails.
     from sensor import outboxfix
 
-    return outboxfix
+    try:
+        return getattr(outboxfix, name)(ob)
+    finally:
+        forget("outboxfix")
 
 
 class Outbox:
@@ -78,8 +82,7 @@ class Outbox:
         self._suspect = False  # a failed write may have left part of an entry
         self._buf = bytearray(_EHDR + MAX_FRAME)
         self._mv = memoryview(self._buf)
-        _fix().recover(self)
-        forget("outboxfix")
+        _fix("recover", self)
         if self.depth > self.capacity:  # the configured capacity shrank
             while self.depth > self.capacity:
                 self._drop_head()
@@ -104,8 +107,7 @@ class Outbox:
     def _reload(self):
         # The log changed under us (damaged flash): save what RAM knows, then rebuild.
         self.sync()
-        _fix().recover(self)
-        forget("outboxfix")
+        _fix("recover", self)
 
     def peek(self):
         """The oldest waiting frame (bytes), or None when the outbox is empty."""
@@ -196,8 +198,7 @@ class Outbox:
         dead = self._head - HDR
         try:
             if self._exists and dead >= _COMPACT_AT and dead >= self._end - self._head:
-                _fix().compact(self)
-                forget("outboxfix")
+                _fix("compact", self)
             else:
                 self._write_head()
         except OSError as e:
@@ -235,8 +236,7 @@ class Outbox:
         while True:
             try:
                 if self._suspect:
-                    _fix().fix_tail(self)
-                    forget("outboxfix")
+                    _fix("fix_tail", self)
                 self._write(frame)
                 break
             except OSError as e:
@@ -260,9 +260,7 @@ class Outbox:
         return False
 
     def _make_room(self):
-        ok = _fix().make_room(self)
-        forget("outboxfix")
-        return ok
+        return _fix("make_room", self)
 
     def _write(self, frame):
         n = len(frame)
