@@ -51,14 +51,23 @@ def _remove(path):
         pass
 
 
+_fixing = 0  # rare-path calls under way: one may run inside another (recover in make_room)
+
+
 def _fix(name, ob):
-    # A rare path (sensor/outboxfix.py): loaded for this call, forgotten after, even if it fails.
+    # A rare path (sensor/outboxfix.py): loaded for the call, forgotten when the outermost
+    # one returns (even if it fails): forget() empties the module, which an outer call still
+    # runs in.
+    global _fixing
     from sensor import outboxfix
 
+    _fixing += 1
     try:
         return getattr(outboxfix, name)(ob)
     finally:
-        forget("outboxfix")
+        _fixing -= 1
+        if not _fixing:
+            forget("outboxfix")
 
 
 class Outbox:
