@@ -115,6 +115,7 @@ def test_mqtt_qos1_publish_reconnect_and_backoff(broker: Broker) -> None:
     clock.t += 60_000  # idle past half the keepalive: poll() pings
     t.poll()
     assert t.connects == 1
+    wait_for(lambda: len(got) == 3)  # the subscriber has them before the broker goes
     broker.stop()
     assert not t.send(frames[3])  # broker gone: not confirmed, the frame stays queued
     assert not t.send(frames[3])  # and no new attempt before the back-off has passed
