@@ -430,6 +430,65 @@ let peakSent = -1; // the largest live heap reported to the host
 let heapMax = -1; // live heap measurements not yet reported: their maximum and count
 let heapCount = 0;
 
+// The live heap, counted here after each step from the collector's own allocation table: the
+// figure gc.mem_alloc() gives (py/gc.c gc_info: the blocks whose entry is HEAD or TAIL, 16
+// bytes each), without the VM walking the table entry by entry at every step (55 us on a
+// pico-w's heap, a sixth of an idle board's day; this loop over the table's bytes, a few us).
+// The table's areas are found once at boot, and the count checked there against the VM's own.
+const BLOCK_BYTES = 16;
+const ATB_USED = new Uint8Array(256); // per table byte (four 2-bit entries): entries in use
+for (let b = 0; b < 256; b++) {
+  for (let k = 0; k < 8; k += 2) ATB_USED[b] += ((b >> k) & 3) === 1 || ((b >> k) & 3) === 2;
+}
+let heapArea = 0; // address of MP_STATE_MEM(area), the first of the heap's areas
+let heapBase = 0; // the board layer's own heap (rom/_board.py baseline)
+let qcharge = 0;
+let live = -1; // the live heap when the last step returned (stepped entry), else -1
+
+// mp_state_mem_area_t (py/mpstate.h, split heap, finaliser and weak references): next, ATB
+// start, ATB bytes, FTB start, WTB start, pool start, pool end, ... The first area lives in the
+// VM's static data and covers the HEAPSIZE bytes mp_js_init() allocated; its pool is the
+// table's entries times 16 bytes at the end of them.
+function findHeapArea() {
+  const w = new Uint32Array(Module.HEAPU8.buffer);
+  const top = Math.min(w.length - 8, 1 << 20);
+  for (let k = 1; k < top; k++) {
+    const start = w[k];
+    const len = w[k + 1];
+    const end = w[k + 5];
+    if (len && start && w[k + 4] === end - len * 4 * BLOCK_BYTES && Math.abs(end - start - HEAPSIZE) < 32) {
+      return (k - 1) * 4;
+    }
+  }
+  throw new Error("the VM's heap table was not found (see findHeapArea)");
+}
+
+function heapUsed() {
+  const mem = Module.HEAPU8;
+  const w = new Uint32Array(mem.buffer);
+  let used = 0;
+  for (let a = heapArea >> 2; a; a = w[a] >> 2) {
+    for (let i = w[a + 1], end = i + w[a + 2]; i < end; i++) used += ATB_USED[mem[i]];
+  }
+  return used * BLOCK_BYTES;
+}
+
+// After each step. Counted as it stands, the heap includes what the step threw away, so the
+// count bounds the live heap from above: when that is no more than the peak so far, the step
+// cannot have set a new peak and no collection is needed (on an idle board's day, most
+// steps). Otherwise the board layer collects (at the top level, as the port does) and the
+// count is exact. So the peak is exact with a collection every few steps instead of each.
+function heapSample() {
+  let h = heapUsed() - heapBase + qcharge;
+  if (h > peakSent && h > heapMax) {
+    fns.collect();
+    h = heapUsed() - heapBase + qcharge;
+  }
+  live = h;
+  if (h > heapMax) heapMax = h;
+  heapCount++;
+}
+
 function notAfter(ev, ms, us) {
   return ev[1] < ms || (ev[1] === ms && ev[2] <= us);
 }
@@ -610,26 +669,20 @@ function ask(line, interrupted) {
   return answer;
 }
 
-// A sleep until (tm, tu): [ms, us, events] reaching it (or less, if interrupted).
-function sleep(q) {
-  if (q.h !== undefined) {
-    heapMax = Math.max(heapMax, q.h);
-    heapCount += q.hn || 1;
-  }
-  const tm = q.ms;
-  const tu = q.us;
+// A sleep until (tm, tu) from (nm, nu), "sleep" or "lightsleep", the watchdog due at wd (ms
+// since boot, or -1): [ms, us, events] reaching it (or less, if interrupted).
+function sleep(kind, tm, tu, nm, nu, wd) {
   const events = [];
-  let now = q.now;
+  let now = [nm, nu];
   for (;;) {
     const withinHorizon = tm < hzMs || (tm === hzMs && tu <= hzUs);
-    const watchdogOk = q.wd === undefined || tm < q.wd || (tm === q.wd && tu === 0);
+    const watchdogOk = wd < 0 || tm < wd || (tm === wd && tu === 0);
     if (withinHorizon && watchdogOk && heapMax <= peakSent) {
       events.push(...takeDue(tm, tu));
       return [tm, tu, pack(events)];
     }
-    const fwd = { ...q, now };
-    delete fwd.h;
-    delete fwd.hn;
+    const fwd = { q: kind, ms: tm, us: tu, now };
+    if (wd >= 0) fwd.wd = wd;
     if (heapCount) {
       fwd.h = heapMax;
       fwd.hn = heapCount;
@@ -662,12 +715,27 @@ const emu = {
     captured = null;
     return text;
   },
+  // The board layer's sleep (rom/_board.py sleep_until): 0 when it reached its end with nothing
+  // to deliver, so that the Python side allocates nothing; else [ms, us, events] as JSON.
+  sleep(kind, tm, tu, nm, nu, wd) {
+    const r = sleep(kind, tm, tu, nm, nu, wd);
+    if (r[0] === tm && r[1] === tu && r[2].length === 0) return 0;
+    return JSON.stringify(r);
+  },
+  // The live heap when the last step returned (stepped entry), else -1.
+  live() {
+    return live;
+  },
+  // Bytes of qstr pool a port would hold for the firmware's names (rom/_board.py _qstr_charge).
+  qcharge(n) {
+    qcharge = n;
+  },
   req(line, interrupted) {
     const q = JSON.parse(line);
     switch (q.q) {
       case "sleep":
       case "lightsleep":
-        return JSON.stringify(sleep(q));
+        return JSON.stringify(sleep(q.q, q.ms, q.us, q.now[0], q.now[1], q.wd ?? -1));
       case "scan": {
         // A scan stopped or replaced now: its adverts queued from now on never arrive (nor
         // its end); the host deals the new scan's own events up to the horizon.
@@ -859,9 +927,12 @@ async function boot(cmd) {
     baseline: board.baseline,
     step_setup: board.step_setup,
     step: board.step,
-    heap_sample: board.heap_sample,
+    collect: board.collect,
   };
-  fns.baseline();
+  heapArea = findHeapArea();
+  const counted = heapUsed();
+  heapBase = fns.baseline();
+  if (counted !== heapBase) throw new Error(`the VM's heap counted ${counted}, gc says ${heapBase}`);
   replMode = cmd.mode === "raw" ? "raw" : "friendly";
   // boot.py always runs; main.py only when the REPL comes up in friendly mode, as on a board.
   runPy("_board.run_file('boot.py', globals())");
@@ -880,9 +951,10 @@ async function boot(cmd) {
 // level, the only place this engine collects garbage, so live heap is measured exactly and
 // memory stays bounded over a long run. Equivalent to `while True: idle(app.step())`.
 function stepped(board, entry) {
-  const { step_setup, step, heap_sample } = fns;
+  const { step_setup, step } = fns;
   if (!step_setup(entry)) return;
-  while (step()) heap_sample();
+  while (step()) heapSample();
+  live = -1; // at the REPL, gc counts again
 }
 
 function processChars(s) {

@@ -23,9 +23,6 @@ CALL_COST_US = 10  # what one board-layer call costs a real MCU, so busy-waits m
 cfg = None
 handlers = {}  # event kind -> function(event)
 _heap_base = 0
-_heap = -1  # the largest live heap measured at a top-level return, not yet reported
-_heap_n = 0  # heap measurements not yet reported
-live = -1  # the live heap when the last step returned (stepped entry), else -1
 _stepper = None
 wdt_deadline = -1  # ms since boot, -1 when no watchdog runs
 _q0 = None  # qstr_info() at the baseline: (pools, qstrs, string bytes, total bytes)
@@ -73,18 +70,23 @@ def _deliver(events):
             h(ev)
 
 
+# The runner's functions this module calls most, looked up once: each lookup through the
+# module's proxy makes a new proxy object on the heap.
+_sleep = _emu.sleep
+live = _emu.live
+
+
 def sleep_until(tm, tu, kind="sleep"):
     # Hand the time to the host: it answers with the input events up to a point and the time
-    # reached; events run their handlers at their own timestamps.
-    global _heap, _heap_n
+    # reached; events run their handlers at their own timestamps. A sleep that reaches its end
+    # with nothing to deliver (most of an idle board's day) is answered 0 by the runner and
+    # allocates nothing here: on a pico-w that is 23,000 watchdog wake-ups a day.
     while ms < tm or (ms == tm and us < tu):
-        q = {"q": kind, "ms": tm, "us": tu, "now": [ms, us]}
-        if _heap_n:
-            q["h"] = _heap
-            q["hn"] = _heap_n
-            _heap = -1
-            _heap_n = 0
-        r = req(q)
+        r = _sleep(kind, tm, tu, ms, us, wdt_deadline)
+        if r == 0:
+            set_now(tm, tu)
+            continue
+        r = json.loads(r)
         _deliver(r[2])
         set_now(r[0], r[1])
 
@@ -93,8 +95,16 @@ def sleep_us(n):
     if n <= 0:
         cost()
         return
-    t = ms * 1000 + us + n
-    sleep_until(t // 1000, t % 1000)
+    # ms * 1000 would pass 2**30, a big int (an allocation) on this VM as on a board
+    t = us + n
+    sleep_until(ms + t // 1000, t % 1000)
+
+
+def sleep_ms(n):
+    if n <= 0:
+        cost()
+        return
+    sleep_until(ms + n, us)
 
 
 def io(obj):
@@ -231,6 +241,7 @@ def baseline():
     global _heap_base
     _heap_base = gc.mem_alloc()
     req({"q": "ready", "heap_base": _heap_base})
+    return _heap_base
 
 
 # The qstr pools. Every name the firmware interns (identifiers and short strings of each .mpy
@@ -287,16 +298,19 @@ def step_setup(entry):
 
 
 def step():
-    global live
+    # The runner counts the live heap after each step returns, and collects first (collect())
+    # only when the count could be a new peak (runner.mjs heapSample).
     try:
-        sleep_us(_stepper.step() * 1000)
+        sleep_ms(_stepper.step())
         _count_qstrs()
-        gc.collect()  # runs at the top level, as soon as this call returns
         return True
     except BaseException as e:  # noqa: B036
-        live = -1  # at the REPL, gc counts again
         sys.print_exception(e)
         return False
+
+
+def collect():
+    gc.collect()  # runs at the top level, as soon as this call returns
 
 
 def _count_qstrs():
@@ -309,14 +323,7 @@ def _count_qstrs():
         _qmods = len(sys.modules)
         _qn = 0
         _qcharge = _qstr_charge()
-
-
-def heap_sample():
-    global _heap, _heap_n, live
-    h = live = gc.mem_alloc() - _heap_base + _qcharge
-    if h > _heap:
-        _heap = h
-    _heap_n += 1
+        _emu.qcharge(_qcharge)
 
 
 # The board's random generator: SHA-256 in counter mode from a seed the host gives at boot

@@ -18,8 +18,9 @@ def mem_alloc():
     # returned: this engine collects only then, so a count taken inside a step would include
     # whatever the step and the board layer have thrown away so far (on a board, gc.collect()
     # just before would have freed it), and would differ with how the host's replies are cut.
-    if _b.live >= 0:
-        return _b.live
+    live = _b.live()
+    if live >= 0:
+        return live
     return max(0, _gc.mem_alloc() - _b._heap_base + _b._qcharge)
 
 

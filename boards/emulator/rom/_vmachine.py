@@ -297,8 +297,7 @@ def idle():
 
 
 def lightsleep(time_ms=None):
-    t = _b.ms * 1000 + _b.us + (time_ms if time_ms is not None else 3600000) * 1000
-    _b.sleep_until(t // 1000, t % 1000, "lightsleep")
+    _b.sleep_until(_b.ms + (time_ms if time_ms is not None else 3600000), _b.us, "lightsleep")
 
 
 def deepsleep(time_ms=None):

@@ -34,7 +34,7 @@ def ticks_cpu():
 
 
 def sleep_ms(n):
-    _b.sleep_us(int(n) * 1000)
+    _b.sleep_ms(int(n))
 
 
 def sleep_us(n):
