@@ -40,6 +40,8 @@ class App:
         self.rng = None  # set by start.build first: streams draw from it as they are made
         self.next_ntp = hal.ticks_ms()
         self.next_pump = hal.ticks_ms()
+        self.clock_ok = False  # the RTC has been set (it is not read again until a window ends)
+        self.next_end = None  # tick deadline: the earliest end of a window
         from sensor import start
 
         (self.wdt, self.wdt_ms, self.ntp_retry_ms, self.f_clock, self.ident, self.rng,
@@ -52,56 +54,79 @@ class App:
         now_ms = hal.ticks_ms()
         if self.wdt is not None:
             self.wdt.feed()  # only a loop that gets here is healthy
-        if not hal.clock_valid():
+        if not self._clock():
             self.faults |= self.f_clock
             if hal.ticks_diff(now_ms, self.next_ntp) >= 0:
                 self.next_ntp = hal.ticks_add(now_ms, self.ntp_retry_ms)
                 self.net.sync_time()
-        wake = self._windows()  # first: a sample taken at a boundary belongs to the new window
+        self._windows()  # first: a sample taken at a boundary belongs to the new window
         for r in self.run:
             r[1].step(now_ms)
         if self.uplink is not None and hal.ticks_diff(now_ms, self.next_pump) >= 0:
             self._pump()
-        return self._sleep_ms(wake)
+        return self._sleep_ms()
 
-    def _sleep_ms(self, window_wake_s):
+    def _sleep_ms(self):
         now = hal.ticks_ms()
         ms = 3600000
         for r in self.run:
             d = r[1].due_ms(now)
             if d is not None and d < ms:
                 ms = d
-        if window_wake_s is not None:
-            # Wake just after the boundary: epoch() has whole seconds only.
-            ms = min(ms, window_wake_s * 1000 - hal.epoch_ms() % 1000 + 5)
+        if self.next_end is not None:
+            # Wake just after the boundary (RTC and tick timer may differ by a ms about it).
+            ms = min(ms, hal.ticks_diff(self.next_end, now) + 5)
         if self.uplink is not None and self.uplink.depth:
             ms = min(ms, hal.ticks_diff(self.next_pump, now))
-        if not hal.clock_valid():
+        if not self.clock_ok:
             ms = min(ms, hal.ticks_diff(self.next_ntp, now))
         if self.wdt_ms:
             ms = min(ms, self.wdt_ms // 2)  # the watchdog runs on while we sleep
         return ms if ms > 0 else 0
 
     # ---- windows ---------------------------------------------------------------------------
-    def _windows(self):
-        """Close every window that has ended; return seconds until the next one ends."""
+    # The RTC is read only when a window may have ended (the end is kept as a tick deadline,
+    # r[4]) or has just been set. Unix seconds are past 2**30, so each read makes a big int on
+    # the heap, and most passes end nothing: a pico-w wakes every 4 s to feed its watchdog,
+    # and such a pass allocates nothing at all.
+    def _clock(self):
+        """True once the RTC has been set (NTP); until then it is checked at every pass."""
+        if self.clock_ok:
+            return True
         if not hal.clock_valid():
-            return None
-        self.faults &= ~self.f_clock
-        now = hal.epoch()
-        wake = None
+            return False
+        self.clock_ok = True
+        now = hal.ticks_ms()
         for r in self.run:
-            length = r[3]
-            start = r[2]
-            if start < 0:
-                self._open(r, window.window_start(now, length), now)
-            elif now >= start + length:
-                self._close(r, start, length)
-                self._open(r, window.window_start(now, length), now)
-            left = r[2] + length - now
-            if wake is None or left < wake:
-                wake = left
-        return wake
+            r[4] = now  # read the RTC at once: open the windows
+        return True
+
+    def _windows(self):
+        """Close every window that has ended, open the next; keep the earliest end."""
+        if not self._clock():
+            return
+        self.faults &= ~self.f_clock
+        now_t = hal.ticks_ms()
+        now = None
+        first = None
+        for r in self.run:
+            if hal.ticks_diff(now_t, r[4]) >= 0:
+                if now is None:
+                    now = hal.epoch()
+                length = r[3]
+                start = r[2]
+                if start < 0:
+                    self._open(r, window.window_start(now, length), now)
+                elif now >= start + length:
+                    self._close(r, start, length)
+                    self._open(r, window.window_start(now, length), now)
+                # The end as a tick deadline (if the tick timer ran ahead of the RTC, this
+                # window is still open and its end comes again a little later).
+                r[4] = hal.ticks_add(hal.ticks_ms(), (r[2] + length) * 1000 - hal.epoch_ms())
+            if first is None or hal.ticks_diff(r[4], first) < 0:
+                first = r[4]
+        if first is not None:
+            self.next_end = first
 
     def _open(self, r, start, now):
         r[2] = start

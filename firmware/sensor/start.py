@@ -69,8 +69,8 @@ def _make_uplink(ident, cfg):
 
 def _streams(app, cat, cfg, pol, gate):
     # One entry per running stream, in the catalogue's order (health last: it reports the
-    # errors and faults the others counted): [name, stream, window start, length]; the
-    # start is -1 until the clock is set.
+    # errors and faults the others counted): [name, stream, window start, length, end as a
+    # tick deadline]; the start is -1 until the clock is set (sensor/app.py _windows).
     run = []
     for e in cat.STREAMS:
         name = e[cat.S_NAME]
@@ -97,7 +97,7 @@ def _streams(app, cat, cfg, pol, gate):
         ctx.policy = None
         s = pol.streams.get(name) if pol is not None else None
         length = s["window_s"] if s is not None else _BENCH_WINDOW_S
-        run.append([name, stream, -1, length])
+        run.append([name, stream, -1, length, 0])
     return run
 
 

@@ -17,6 +17,7 @@ _MASK = 0x3FFFFFFF
 rtc_base_s = 0
 rtc_base_us = 0
 _off = 0  # seconds from 1970-01-01 to the port's epoch (946684800 for a 2000 epoch)
+_base_s = 0  # rtc_base_s in the port's epoch
 
 
 def ticks_ms():
@@ -52,7 +53,11 @@ def _rtc_us():
 
 def time():
     _b.cost()
-    return _rtc_us() // 1000000 - _off
+    # As the ports compute it: seconds since the port's epoch, a small int while it fits (on an
+    # esp32 until 2034; on an rp2, counting from 1970, never: a big int on the heap, as there).
+    # Worked out in small ints so that nothing else is allocated: a port allocates nothing
+    # more (ports/esp32/modtime.c, ports/rp2/modtime.c mp_time_time_get).
+    return _base_s + ((rtc_base_us + _b.us) // 1000 + _b.ms) // 1000
 
 
 def time_ns():
@@ -82,13 +87,15 @@ def unix_mktime(tm):
 
 def set_rtc(epoch_us):
     # Make the RTC read epoch_us (Unix microseconds) now.
-    global rtc_base_s, rtc_base_us
+    global rtc_base_s, rtc_base_us, _base_s
     since_boot = _b.ms * 1000 + _b.us
     base = epoch_us - since_boot
     rtc_base_s = base // 1000000
     rtc_base_us = base % 1000000
+    _base_s = rtc_base_s - _off
 
 
 def set_epoch(year):
-    global _off
+    global _off, _base_s
     _off = 946684800 if year == 2000 else 0
+    _base_s = rtc_base_s - _off
