@@ -182,6 +182,30 @@ def test_inversion_property(t_c: float, h_rh: float, p_pa: float) -> None:
     _check_inversion(DEFAULT_CALIBRATION, t_c, h_rh, p_pa)
 
 
+def _without_hints(t_c: float, h_rh: float, p_pa: float, cal: Calibration) -> tuple[int, ...]:
+    bm._hints.clear()
+    return bm.raw_from_environment.__wrapped__(t_c, h_rh, p_pa, cal)
+
+
+@pytest.mark.parametrize("cal", [DEFAULT_CALIBRATION, DATASHEET_EXAMPLE, ODD_CALIBRATION])
+def test_a_search_started_from_the_last_answer_gives_the_same_answer(cal: Calibration) -> None:
+    # A walk through the range as a scenario's day moves (small steps, a few jumps, the edges
+    # and exact plateaus), each answered with the last answer as the hint and without one.
+    walk = [(-40.0, 0.0, 30000.0), (85.0, 100.0, 110000.0), (0.0, 50.0, 101325.0)]
+    t, h, p = 21.7, 45.0, 101325.0
+    for i in range(300):
+        t += ((i * 7919) % 23 - 11) * 0.013
+        h += ((i * 104729) % 19 - 9) * 0.07
+        p += ((i * 1299709) % 31 - 15) * 1.9
+        walk.append((t, h, p))
+        if i % 50 == 0:
+            walk.append((-17.31 + i / 10, 99.7, 54321.5))
+    bm._hints.clear()
+    hinted = [bm.raw_from_environment.__wrapped__(t, h, p, cal) for t, h, p in walk]
+    assert cal in bm._hints
+    assert hinted == [_without_hints(t, h, p, cal) for t, h, p in walk]
+
+
 def test_environment_is_clamped_to_the_sensor_range() -> None:
     cal = DEFAULT_CALIBRATION
     assert raw_from_environment(-60.0, -5.0, 20000.0, cal) == raw_from_environment(

@@ -240,13 +240,28 @@ def compensate_p_float(adc_p: int, t_fine_float: int, cal: Calibration) -> float
     return p + (var1 + var2 + cal.dig_P7) / 16.0
 
 
-def _nearest_increasing(f: Callable[[int], int], target: float, lo: int, hi: int) -> int:
-    """The x in [lo, hi] whose f(x) is nearest ``target``, f non-decreasing; bisection."""
+def _nearest_increasing(
+    f: Callable[[int], int], target: float, lo: int, hi: int, hint: int | None = None
+) -> int:
+    """The x in [lo, hi] whose f(x) is nearest ``target``, f non-decreasing; bisection.
+
+    A hint (the answer to a similar question) only shortens the search: from it the search
+    gallops out to a bracket, and the answer is the one the whole range gives (a bracket that
+    ends on a value equal to the target, where a plateau could make them differ, is not used).
+    """
+    if hint is not None and lo < hint < hi:
+        bracket = _gallop(f, target, lo, hi, hint)
+        if bracket is not None:
+            return _bisect(f, target, *bracket)
     if f(lo) >= target:
         return lo
     f_hi = f(hi)
     if f_hi <= target:
         return hi
+    return _bisect(f, target, lo, hi, f_hi)
+
+
+def _bisect(f: Callable[[int], int], target: float, lo: int, hi: int, f_hi: int) -> int:
     while hi - lo > 1:  # invariant: f(lo) < target <= f(hi)
         mid = (lo + hi) >> 1
         f_mid = f(mid)
@@ -255,6 +270,38 @@ def _nearest_increasing(f: Callable[[int], int], target: float, lo: int, hi: int
         else:
             hi, f_hi = mid, f_mid
     return lo if target - f(lo) < f_hi - target else hi
+
+
+def _gallop(
+    f: Callable[[int], int], target: float, lo: int, hi: int, x: int
+) -> tuple[int, int, int] | None:
+    """(a, b, f(b)) with lo < a < b < hi and f(a) < target < f(b), found by doubling steps
+    away from x; None when a step reaches lo or hi or f(b) equals the target."""
+    step = 1
+    f_x = f(x)
+    if f_x < target:
+        a = x
+        while True:
+            b = x + step
+            if b >= hi:
+                return None
+            f_b = f(b)
+            if f_b >= target:
+                break
+            a, step = b, step << 1
+    else:
+        b, f_b = x, f_x
+        while True:
+            a = x - step
+            if a <= lo:
+                return None
+            f_a = f(a)
+            if f_a < target:
+                break
+            b, f_b, step = a, f_a, step << 1
+    if f_b == target:
+        return None
+    return a, b, f_b
 
 
 def _clamp(x: float, bounds: tuple[float, float]) -> float:
@@ -288,7 +335,10 @@ def raw_from_environment(
     Cached: a scenario often holds conditions constant between readings.
     """
     t_target = _clamp(temperature_c, T_RANGE_C) * 5120.0
-    adc_t0 = _nearest_increasing(lambda a: compensate_t(a, cal)[0], t_target, 0, 0xFFFFF)
+    hint = _hints.get(cal, (None, None, None))
+    adc_t0 = _nearest_increasing(
+        lambda a: compensate_t(a, cal)[0], t_target, 0, 0xFFFFF, hint[0]
+    )
     # The integer formula ignores the 3 low bits of adc_T; floating-point drivers do not. With
     # them clear, both compute nearly the same t_fine (within 2 units), and so nearly the same
     # pressure: a t_fine 13 units (0.0025 degC) apart moves the compensated pressure by 0.5 Pa.
@@ -309,7 +359,11 @@ def raw_from_environment(
             (0, 0xFFFFF) if seed < 0 else (max(seed - _P_WINDOW, 0), min(seed + _P_WINDOW, 0xFFFFF))
         )
         adc_p0 = _nearest_increasing(
-            lambda a, tf=t_fine: -compensate_p(a, tf, cal), -p_pa * 256.0, lo, hi
+            lambda a, tf=t_fine: -compensate_p(a, tf, cal),
+            -p_pa * 256.0,
+            lo,
+            hi,
+            hint[1] if seed < 0 else None,
         )
         if seed < 0:
             seed = adc_p0
@@ -322,8 +376,16 @@ def raw_from_environment(
                 best = (err, adc_t, adc_p, t_fine)
     _, adc_t, adc_p, t_fine = best
     h_target = _clamp(humidity_rh, H_RANGE_RH) * 1024.0
-    adc_h = _nearest_increasing(lambda a: compensate_h(a, t_fine, cal), h_target, 0, 0xFFFF)
+    adc_h = _nearest_increasing(
+        lambda a: compensate_h(a, t_fine, cal), h_target, 0, 0xFFFF, hint[2]
+    )
+    _hints[cal] = (adc_t0, seed, adc_h)
     return adc_t, adc_p, adc_h
+
+
+# The last answers per sensor, where the next search starts (the environment moves little
+# between two readings): the answers do not depend on them (_nearest_increasing).
+_hints: dict[Calibration, tuple[int | None, int | None, int | None]] = {}
 
 
 def measurement_time_us(osrs_t: int, osrs_p: int, osrs_h: int) -> int:
