@@ -336,9 +336,7 @@ def raw_from_environment(
     """
     t_target = _clamp(temperature_c, T_RANGE_C) * 5120.0
     hint = _hints.get(cal, (None, None, None))
-    adc_t0 = _nearest_increasing(
-        lambda a: compensate_t(a, cal)[0], t_target, 0, 0xFFFFF, hint[0]
-    )
+    adc_t0 = _nearest_increasing(lambda a: compensate_t(a, cal)[0], t_target, 0, 0xFFFFF, hint[0])
     # The integer formula ignores the 3 low bits of adc_T; floating-point drivers do not. With
     # them clear, both compute nearly the same t_fine (within 2 units), and so nearly the same
     # pressure: a t_fine 13 units (0.0025 degC) apart moves the compensated pressure by 0.5 Pa.
