@@ -21,6 +21,10 @@ class Board:
     ram_budget: int  # bytes of heap our firmware may use (hard limit)
     ram_goal: int
     heap_total: int  # heap a real board offers MicroPython after boot
+    # What the port's TLS stack keeps on that heap per open session (rp2: mbedTLS's record
+    # buffers; esp32: none, they are in ESP-IDF's heap). Charged while a session is open and
+    # allowed on top of ram_budget (docs/emulator.md, "Heap and the RAM budget").
+    tls_heap: int
     # Where that heap lies in the board's address space (docs/emulator.md, "Where the heap
     # lies"): the emulator puts its heap there too.
     heap_start: int
@@ -64,6 +68,7 @@ def load_board(name: str) -> Board:
             ram_budget=int(raw["ram_budget"]),
             ram_goal=int(raw["ram_goal"]),
             heap_total=int(raw["heap_total"]),
+            tls_heap=int(raw.get("tls_heap", 0)),
             heap_start=int(raw["heap_start"]),
             flash_size=int(raw["flash_size"]),
             fs_size=int(raw["fs_size"]),

@@ -99,6 +99,32 @@ def test_firmware_mqtt_client_publishes_over_tls(
     assert sub.got == [b"frame-0", b"frame-1", b"frame-2"]
 
 
+def test_a_tls_session_takes_the_heap_the_port_gives_mbedtls(
+    board_name: str, flash: Path, tls_broker: tuple[int, Path]
+) -> None:
+    # rp2 builds mbedTLS with its allocator on the MicroPython heap (its record buffers:
+    # board tls_heap); esp32 keeps them in ESP-IDF's heap (docs/emulator.md).
+    port, ca = tls_broker
+    main = JOIN + (
+        "import gc\n"
+        "from sensor import ipnet\n"
+        "ca = open('ca.pem', 'rb').read()\n"
+        "a = gc.mem_alloc()\n"
+        f"s = ipnet.connect('localhost', {port}, True, ca)\n"
+        "print('tls heap', gc.mem_alloc() - a)\n"
+        "s.close()\n"
+    )
+    (flash / "ca.pem").write_bytes(ca.read_bytes())
+    emu = _board(board_name, flash, main)
+    emu.run(duration_us=30 * S)
+    took = [int(x.split()[-1]) for x in _lines(emu) if x.startswith("tls heap")]
+    assert len(took) == 1, _lines(emu)
+    tls_heap = load_board(board_name).tls_heap
+    assert (tls_heap > 0) == (board_name == "pico-w")
+    # what connecting itself allocates (strings, the socket object) comes on top: < 4 KB
+    assert tls_heap <= took[0] < tls_heap + 4096
+
+
 def test_tls_refuses_a_broker_the_ca_did_not_sign(
     flash: Path, tls_broker: tuple[int, Path], tmp_path: Path
 ) -> None:

@@ -125,6 +125,7 @@ class socket:
         return self
 
     def close(self):
+        self._tls = None  # mbedTLS's buffers on an rp2 (_vssl.py) go with the session
         if self._io_id is not None:
             _op("close", s=self._io_id)
             self._io_id = None

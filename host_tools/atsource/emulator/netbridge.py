@@ -177,6 +177,10 @@ class NetBridge:
         s = self._socks.get(sid)
         return isinstance(s, ssl.SSLSocket) and s.pending() > 0
 
+    def tls_open(self) -> int:
+        """TLS sessions open now."""
+        return sum(isinstance(s, ssl.SSLSocket) for s in self._socks.values())
+
     def start_tls(self, sid: int, verify: int, ca: bytes | None, hostname: str | None) -> None:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = bool(verify == 2 and hostname)
