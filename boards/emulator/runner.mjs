@@ -443,6 +443,7 @@ for (let b = 0; b < 256; b++) {
 let heapArea = 0; // address of MP_STATE_MEM(area), the first of the heap's areas
 let heapBase = 0; // the board layer's own heap (rom/_board.py baseline)
 let qcharge = 0;
+let ramBudget = Infinity; // the board's ram_budget (boot config)
 let live = -1; // the live heap when the last step returned (stepped entry), else -1
 
 // mp_state_mem_area_t (py/mpstate.h, split heap, finaliser and weak references): next, ATB
@@ -478,9 +479,11 @@ function heapUsed() {
 // cannot have set a new peak and no collection is needed (on an idle board's day, most
 // steps). Otherwise the board layer collects (at the top level, as the port does) and the
 // count is exact. So the peak is exact with a collection every few steps instead of each.
+// Above the RAM budget the count is always made exact: what the host allows above it (a TLS
+// session's buffers, engine.py _heap_sample) comes and goes, the budget check needs the truth.
 function heapSample() {
   let h = heapUsed() - heapBase + qcharge;
-  if (h > peakSent && h > heapMax) {
+  if ((h > peakSent && h > heapMax) || h > ramBudget) {
     fns.collect();
     h = heapUsed() - heapBase + qcharge;
   }
@@ -929,6 +932,7 @@ async function boot(cmd) {
     step: board.step,
     collect: board.collect,
   };
+  ramBudget = cmd.cfg.ram_budget ?? Infinity;
   heapArea = findHeapArea();
   const counted = heapUsed();
   heapBase = fns.baseline();

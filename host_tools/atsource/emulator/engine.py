@@ -234,6 +234,7 @@ class EmulatedBoard:
             "fs_block": self.board.fs_block_size,
             "heap_total": self.board.heap_total,
             "tls_heap": self.board.tls_heap,
+            "ram_budget": self.board.ram_budget,
             "now": [0, 0],
             "uid": uid.hex(),
             "wifi_mac": wifi_mac.hex(),
