@@ -94,12 +94,22 @@ def seal(kid: bytes, key: bytes, iv: bytes, piv: int) -> bytes:
     return cbor2.dumps(cbor2.CBORTag(16, [b"\xa1\x01\x0a", {4: kid, 6: p}, ct]))
 
 
+# Ctrl-C (SIGINT) is how these tests stop a receiver, as a user does. A suite started as a
+# shell's background job (`make test &`, nohup) passes SIGINT down ignored, and a Python
+# started so installs no KeyboardInterrupt handler: the receivers never stopped and the tests
+# failed after 30 s. So each receiver starts with SIGINT at its default, whoever started us.
+_SIGINT_DEFAULT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 class Rx:
     """One `atsource receive` process; its stderr collected by a thread."""
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            [ATSOURCE, "receive", *args],
+            [sys.executable, "-c", _SIGINT_DEFAULT, ATSOURCE, "receive", *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
