@@ -85,3 +85,43 @@ def test_small_numbers_keep_no_dead_object(board_name: str, flash: Path) -> None
     # the heap at the bottom of memory a quarter of the dead heads matched one and stayed.
     out = _run(board_name, flash)
     assert out["after"][0] - out["before"][0] <= 64, out
+
+
+# The runner counts the live heap from the collector's own tables (runner.mjs heapSample),
+# following the areas the split heap grows by. A step that keeps more than the first area
+# holds makes the heap grow; the figure must count all of it.
+GROW = """
+import gc
+
+
+class Grow:
+    def __init__(self):
+        self.n = 0
+        self.keep = []
+
+    def step(self):
+        self.n += 1
+        if self.n == 2:
+            print("before", gc.mem_alloc())
+            self.keep = [bytearray(1024) for _ in range(400)]  # 400 KB: more than the heap
+        elif self.n == 3:
+            print("after", gc.mem_alloc())
+        return 1000
+
+
+def setup():
+    return Grow()
+"""
+
+
+def test_a_heap_grown_past_its_first_area_is_counted_whole(board_name: str, flash: Path) -> None:
+    (flash / "grow.py").write_text(GROW)
+    emu = EmulatedBoard(board_name, flash, world=ScriptedWorld(START), start_us=START, seed=1,
+                        entry="grow", enforce_heap=False)  # fmt: skip
+    stats = emu.run(duration_us=5_000_000)
+    out = {k: int(v) for k, _, v in (line.partition(" ") for _, line in emu.lines)
+           if k in ("before", "after")}  # fmt: skip
+    assert set(out) == {"before", "after"}, emu.lines
+    # 400 blocks of 1,024 bytes (1,040 with their heads' rounding: 65 blocks of 16) and a list
+    assert out["after"] - out["before"] >= 400 * 1024, out
+    assert stats.heap_peak >= 400 * 1024
