@@ -464,9 +464,11 @@ function findHeapArea() {
   throw new Error("the VM's heap table was not found (see findHeapArea)");
 }
 
+let heapWords = null; // a word view of the VM's memory, made again only when the memory grows
 function heapUsed() {
   const mem = Module.HEAPU8;
-  const w = new Uint32Array(mem.buffer);
+  if (heapWords === null || heapWords.buffer !== mem.buffer) heapWords = new Uint32Array(mem.buffer);
+  const w = heapWords;
   let used = 0;
   for (let a = heapArea >> 2; a; a = w[a] >> 2) {
     for (let i = w[a + 1], end = i + w[a + 2]; i < end; i++) used += ATB_USED[mem[i]];
@@ -736,9 +738,6 @@ const emu = {
   req(line, interrupted) {
     const q = JSON.parse(line);
     switch (q.q) {
-      case "sleep":
-      case "lightsleep":
-        return JSON.stringify(sleep(q.q, q.ms, q.us, q.now[0], q.now[1], q.wd ?? -1));
       case "scan": {
         // A scan stopped or replaced now: its adverts queued from now on never arrive (nor
         // its end); the host deals the new scan's own events up to the horizon.
